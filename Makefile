@@ -1,0 +1,26 @@
+# Two entry points: `make demo` and `make test`. Both create .venv from requirements.txt first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test parity venv clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q tests
+
+parity: venv
+	$(PY) ../shared/parity/check.py ../shared/parity
+
+demo: venv
+	$(PY) demo.py --example
+
+clean:
+	rm -rf $(VENV) result.mp4 result-side-by-side.mp4

@@ -1,0 +1,63 @@
+"""Small file helpers shared by every writer in the project (checkpoints, videos, frames).
+
+The rule they enforce: a crash, a Ctrl-C or a bad input never leaves a half-written file at
+the path a user asked for. Everything is written next to its destination under a temporary
+name and renamed into place (an atomic operation on one filesystem) only when complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str | None = None) -> Iterator[str]:
+    """Yield a temporary file path beside `path`; rename it onto `path` on success.
+
+    The temporary name keeps the destination's extension (or `suffix`), because writers such as
+    imageio pick the format from it. On any exception the temporary file is removed and the
+    exception propagates; `path` is left untouched.
+    """
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    if suffix is None:
+        suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.part' + suffix, dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str) -> Iterator[str]:
+    """Like `atomic_path` for a folder of files (e.g. PNG frames).
+
+    The folder is filled under a temporary name and renamed at the end. An existing folder at
+    `path` is replaced only once the new one is complete.
+    """
+    path = os.path.abspath(path.rstrip('/'))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', suffix='.part', dir=parent)
+    try:
+        yield tmp
+        if os.path.isdir(path):
+            old = path + '.old'
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
