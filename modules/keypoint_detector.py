@@ -1,0 +1,73 @@
+"""Keypoint detectors of both families.
+
+FOMM: an hourglass predicts one heatmap per keypoint; the keypoint is the heatmap's soft-argmax
+and, with `estimate_jacobian`, a 2x2 local affine jacobian is the heatmap-weighted average of
+four predicted maps (paper sec. 3.1).
+TPSMM: a ResNet-18 regresses num_tps groups of 5 keypoints directly (paper sec. 3.1).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from .blocks import AntiAliasInterpolation2d, Hourglass
+from .geometry import heatmap_to_keypoints
+
+
+class FommKeypointDetector(nn.Module):
+    """image (B, C, H, W) -> {'value': (B, K, 2), 'jacobian': (B, K, 2, 2) when estimated}."""
+
+    def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int,
+                 num_blocks: int, temperature: float, estimate_jacobian: bool = False,
+                 scale_factor: float = 1, single_jacobian_map: bool = False, pad: int = 0):
+        super().__init__()
+        self.predictor = Hourglass(block_expansion, in_features=num_channels, max_features=max_features,
+                                   num_blocks=num_blocks)
+        # padding=0 by default, as the reference: heatmaps are (H-6, W-6) and the soft-argmax grid
+        # spans them, a detail its checkpoints depend on.
+        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=7, padding=pad)
+        if estimate_jacobian:
+            self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
+            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps,
+                                      kernel_size=7, padding=pad)
+            # Start at the identity jacobian so early training is the zero-order model.
+            nn.init.zeros_(self.jacobian.weight)
+            with torch.no_grad():
+                self.jacobian.bias.copy_(torch.tensor([1., 0., 0., 1.] * self.num_jacobian_maps))
+        else:
+            self.jacobian = None
+        self.temperature = temperature
+        self.scale_factor = scale_factor
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor, nearest_resize=True)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.scale_factor != 1:
+            image = self.down(image)
+        features = self.predictor(image)
+        logits = self.kp(features)                                          # (B, K, h, w)
+        b, k, h, w = logits.shape
+        heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
+        out = {'value': heatmap_to_keypoints(heatmap)}
+        if self.jacobian is not None:
+            maps = self.jacobian(features).view(b, self.num_jacobian_maps, 4, h, w)
+            jacobian = (heatmap.unsqueeze(2) * maps).view(b, k, 4, -1).sum(dim=-1)   # (B, K, 4)
+            out['jacobian'] = jacobian.view(b, k, 2, 2)
+        return out
+
+
+class TpsKeypointDetector(nn.Module):
+    """image (B, 3, H, W) -> {'fg_kp': (B, 5*num_tps, 2)} in [-1, 1]."""
+
+    def __init__(self, num_tps: int, points_per_tps: int = 5):
+        super().__init__()
+        self.num_tps = num_tps
+        self.points_per_tps = points_per_tps
+        self.fg_encoder = torchvision.models.resnet18(weights=None)
+        self.fg_encoder.fc = nn.Linear(self.fg_encoder.fc.in_features, num_tps * points_per_tps * 2)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        kp = torch.sigmoid(self.fg_encoder(image)) * 2 - 1
+        return {'fg_kp': kp.view(image.shape[0], self.num_tps * self.points_per_tps, 2)}
