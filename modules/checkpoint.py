@@ -1,0 +1,151 @@
+"""Loading checkpoints of either family (ours or the official ones) with clear diagnostics.
+
+`torch.load(..., weights_only=True)` reads only tensors and plain containers: a checkpoint that
+carries pickled code is refused, never executed. Zip (PyTorch >= 1.6) and legacy (the 2019
+FOMM checkpoints) serialisations both load.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import zipfile
+
+import torch
+from torch import nn
+
+from .config import ConfigError, config_path
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and says why."""
+
+
+def read_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{path}: checkpoint file not found')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
+            raise CheckpointError(f'{path}: refused: the file carries pickled Python objects other than tensors '
+                                  f'(code could run on loading). Only plain state dicts are loaded. ({first[:200]})') from None
+        raise CheckpointError(f'{path}: not a PyTorch checkpoint ({first[:200]})') from None
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint '
+                              f'({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""})') from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path}: expected a dict of state dicts, found {type(ckpt).__name__}')
+    return ckpt
+
+
+def _strip_prefix(state: dict) -> dict:
+    """Checkpoints saved from (Distributed)DataParallel prefix every key with 'module.'."""
+    if state and all(k.startswith('module.') for k in state):
+        return {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def state_dict_mismatch(model: nn.Module, state: dict) -> list[str]:
+    """Human-readable differences between a module's state dict and a checkpoint's."""
+    own = model.state_dict()
+    problems = []
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in own.items() if k in state and hasattr(state[k], 'shape') and state[k].shape != v.shape]
+    for label, items in (('missing keys', missing), ('unexpected keys', unexpected), ('shape mismatches', shapes)):
+        if items:
+            shown = ', '.join(items[:5]) + (f' (+{len(items) - 5} more)' if len(items) > 5 else '')
+            problems.append(f'{len(items)} {label}: {shown}')
+    return problems
+
+
+def checkpoint_family(ckpt: dict) -> str | None:
+    if 'inpainting_network' in ckpt or 'dense_motion_network' in ckpt:
+        return 'tps'
+    if 'generator' in ckpt:
+        return 'fomm'
+    return None
+
+
+def describe_size(ckpt: dict) -> str:
+    """What the checkpoint's shapes say about the config that made it."""
+    try:
+        if checkpoint_family(ckpt) == 'fomm':
+            kp = _strip_prefix(ckpt['kp_detector'])
+            jac = 'with' if 'jacobian.weight' in kp else 'without'
+            return (f"FOMM, num_kp={kp['kp.weight'].shape[0]}, {jac} jacobians, "
+                    f"kp block_expansion={kp['predictor.encoder.down_blocks.0.conv.weight'].shape[0]}")
+        if checkpoint_family(ckpt) == 'tps':
+            kp = _strip_prefix(ckpt['kp_detector'])
+            return f"TPSMM, num_tps={kp['fg_encoder.fc.weight'].shape[0] // 10}, bg={'bg_predictor' in ckpt}"
+    except (KeyError, AttributeError):
+        pass
+    return 'unknown layout'
+
+
+def matching_configs(ckpt: dict, config_dir: str | None = None) -> list[str]:
+    """Bundled configs whose networks have exactly the checkpoint's parameter shapes (built on the
+    meta device: no memory, no compute)."""
+    from . import build_models
+    from .config import load_config
+    config_dir = config_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+    fits = []
+    for path in sorted(glob.glob(os.path.join(config_dir, '**', '*.yaml'), recursive=True)):
+        try:
+            with torch.device('meta'):
+                models = build_models(load_config(path))
+        except Exception:
+            continue
+        keys = [k for k in models if k in ckpt]
+        if keys and all(not state_dict_mismatch(models[k], _strip_prefix(ckpt[k])) for k in keys):
+            fits.append(os.path.relpath(path))
+    return fits
+
+
+def load_models(path: str, models: dict[str, nn.Module], config: dict | None = None,
+                required: tuple[str, ...] | None = None) -> dict:
+    """Load `models[key]` from checkpoint `path` for every key it has, strictly.
+
+    `required` names the networks that must be present (default: all of `models` except the
+    training-only discriminator). On any mismatch raises CheckpointError listing missing and
+    unexpected keys and shape mismatches per network and, where it can tell, which bundled
+    config fits the checkpoint. Returns the raw checkpoint (epoch, optimizer states, ...).
+    """
+    ckpt = read_checkpoint(path)
+    if required is None:
+        required = tuple(k for k in models if k != 'discriminator')
+    problems = []
+    family = checkpoint_family(ckpt)
+    ours = 'tps' if 'inpainting_network' in models else 'fomm'
+    names = {'tps': 'TPSMM', 'fomm': 'FOMM'}
+    if family and family != ours:
+        fits = matching_configs(ckpt)
+        raise CheckpointError(f'{path} is a {names[family]} checkpoint ({describe_size(ckpt)}) but the config '
+                              f'{config_path(config) if config is not None else ""} builds {names[ours]} networks.'
+                              + (f' Configs that fit it: {", ".join(fits)}.' if fits else ''))
+    for key in required:
+        if key not in ckpt:
+            problems.append(f"no '{key}' network in the checkpoint (it has: {', '.join(sorted(ckpt)) or 'nothing'})")
+    for key, model in models.items():
+        if key in ckpt:
+            for p in state_dict_mismatch(model, _strip_prefix(ckpt[key])):
+                problems.append(f'{key}: {p}')
+    if problems:
+        where = f' with config {config_path(config)}' if config is not None else ''
+        hint = f' The checkpoint is {describe_size(ckpt)}.' if family else ''
+        fits = matching_configs(ckpt) if family else []
+        if fits:
+            hint += f' Configs that fit this checkpoint: {", ".join(fits)}.'
+        elif family:
+            hint += ' No bundled config fits it exactly.'
+        raise CheckpointError(f'{path} does not fit{where}:\n  - ' + '\n  - '.join(problems) + ('\n ' + hint if hint else ''))
+    for key, model in models.items():
+        if key in ckpt:
+            model.load_state_dict(_strip_prefix(ckpt[key]), strict=True)
+    return ckpt
+
+
+__all__ = ['CheckpointError', 'ConfigError', 'read_checkpoint', 'load_models', 'matching_configs']

@@ -1,0 +1,112 @@
+"""Command line entry for training and evaluation of both families.
+
+    python run.py --config config/fomm/vox-256.yaml --mode train [--checkpoint K] [--log_dir D]
+    torchrun --nproc_per_node 4 run.py --config ... --mode train        # DDP + SyncBatchNorm
+    python run.py --config config/tps/vox-256.yaml --mode train_avd --checkpoint vox.pth.tar
+    python run.py --config ... --mode reconstruction --checkpoint K
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+import torch
+
+log = logging.getLogger('run')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', required=True, help='path to a config yaml (official configs work unchanged)')
+    p.add_argument('--mode', default='train', choices=['train', 'train_avd', 'reconstruction', 'animate'])
+    p.add_argument('--log_dir', default='log', help='parent folder of the run folder')
+    p.add_argument('--checkpoint', default=None, help='checkpoint to resume from / evaluate')
+    p.add_argument('--device_ids', default='0', type=lambda s: [int(x) for x in s.split(',')],
+                   help='GPUs for one process (DataParallel when several); ignored under torchrun')
+    p.add_argument('--cpu', action='store_true', help='run on the CPU even when CUDA is present')
+    p.add_argument('--epochs', type=int, default=None, help='override train_params.num_epochs (for quick runs)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--verbose', action='store_true')
+    return p.parse_args(argv)
+
+
+def setup_distributed(cpu: bool):
+    from train import Dist
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1:
+        return Dist()
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    use_cuda = torch.cuda.is_available() and not cpu
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    torch.distributed.init_process_group('nccl' if use_cuda else 'gloo')
+    return Dist(rank=torch.distributed.get_rank(), world_size=world, local_rank=local_rank)
+
+
+def pick_device(args, dist) -> torch.device:
+    if torch.cuda.is_available() and not args.cpu:
+        index = dist.local_rank if dist.enabled else args.device_ids[0]
+        return torch.device('cuda', index)
+    return torch.device('cpu')
+
+
+def run_dir(args, config_path: str) -> str:
+    if args.checkpoint and args.mode == 'train':
+        return os.path.dirname(os.path.abspath(args.checkpoint))   # resume into the same folder
+    name = os.path.splitext(os.path.basename(config_path))[0] + time.strftime('_%Y-%m-%d_%H-%M-%S')
+    return os.path.join(args.log_dir, name)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from frames_dataset import DatasetRepeater, build_dataset
+    from modules import build_models, load_config
+    from modules.checkpoint import CheckpointError
+    from modules.config import ConfigError
+
+    dist = setup_distributed(args.cpu)
+    logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
+                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
+    torch.manual_seed(args.seed + dist.rank)
+    try:
+        config = load_config(args.config)
+        device = pick_device(args, dist)
+        log.info('device: %s%s', device, f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else '')
+        models = build_models(config)
+        log_dir = run_dir(args, args.config)
+        if args.mode == 'train':
+            import train
+            params = config['train_params']
+            dataset = build_dataset(config['dataset_params'], is_train=True)
+            if params.get('num_repeats', 1) != 1:
+                dataset = DatasetRepeater(dataset, params['num_repeats'])
+            train.train(config, models, dataset, log_dir, device, args.checkpoint, dist, args.device_ids,
+                        max_epochs=args.epochs)
+        elif args.mode == 'train_avd':
+            import train_avd
+            if not args.checkpoint:
+                raise ConfigError('--mode train_avd needs --checkpoint: the AVD network is trained on a trained '
+                                  'TPSMM model')
+            dataset = build_dataset(config['dataset_params'], is_train=True)
+            train_avd.train_avd(config, models, dataset, log_dir, device, args.checkpoint, max_epochs=args.epochs)
+        elif args.mode == 'reconstruction':
+            import reconstruction
+            dataset = build_dataset(config['dataset_params'], is_train=False)
+            reconstruction.reconstruction(config, models, dataset, log_dir, device, args.checkpoint)
+        else:
+            import animate
+            animate.animate_dataset(config, models, log_dir, device, args.checkpoint)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    finally:
+        if dist.enabled:
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

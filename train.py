@@ -1,0 +1,235 @@
+"""Training, as both papers do it, on one process (CPU, one GPU, DataParallel over --device_ids)
+or many (torchrun: DistributedDataParallel + SyncBatchNorm, rank 0 logs and checkpoints).
+
+Reads top to bottom: phases are built once (`build_phases`), then `train` loops over epochs
+and batches, summing each phase's dict of named losses.
+FOMM: Adam (betas 0.5, 0.999) for generator, keypoint detector and discriminator, each with
+MultiStepLR; the discriminator step follows the generator step when GAN losses are on.
+TPSMM: one Adam (weight decay 1e-4) over keypoint detector, dense motion and inpainting
+networks with inf-norm gradient clipping at 10, and one for the background predictor (from
+`bg_start`); TPS dropout schedule inside the full model.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from logger import Logger
+from modules.checkpoint import load_models
+from modules.model import DiscriminatorFullModel, GeneratorFullModel, family_of
+from sync_batchnorm import convert_model
+
+log = logging.getLogger('train')
+
+ADAM_BETAS = (0.5, 0.999)
+TPS_WEIGHT_DECAY = 1e-4
+TPS_CLIP_NORM = 10
+
+
+@dataclass
+class Dist:
+    """Process-group facts; the defaults describe a single process."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Phase:
+    """One optimisation phase: a full model producing named losses and the optimizers it steps."""
+    name: str
+    model: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    clip: list[nn.Module] = field(default_factory=list)   # modules whose grads are inf-norm clipped
+
+
+def adam(params, lr: float, weight_decay: float = 0) -> torch.optim.Adam:
+    params = [p for p in params if p.requires_grad]
+    return torch.optim.Adam([{'params': params, 'initial_lr': lr}], lr=lr, betas=ADAM_BETAS,
+                            weight_decay=weight_decay)
+
+
+def multistep(optimizer, milestones, start_epoch: int):
+    # last_epoch=start_epoch-1 puts the schedule where an uninterrupted run would be.
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1, last_epoch=start_epoch - 1)
+
+
+def build_optimizers(models: dict, train_params: dict) -> dict[str, torch.optim.Optimizer]:
+    """Optimizers under their official checkpoint keys."""
+    if family_of(models) == 'fomm':
+        opts = {'optimizer_generator': adam(models['generator'].parameters(), train_params['lr_generator']),
+                'optimizer_kp_detector': adam(models['kp_detector'].parameters(), train_params['lr_kp_detector'])}
+        if 'discriminator' in models:
+            opts['optimizer_discriminator'] = adam(models['discriminator'].parameters(),
+                                                   train_params['lr_discriminator'])
+        return opts
+    main = [p for k in ('inpainting_network', 'dense_motion_network', 'kp_detector') for p in models[k].parameters()]
+    opts = {'optimizer': adam(main, train_params['lr_generator'], TPS_WEIGHT_DECAY)}
+    if 'bg_predictor' in models:
+        opts['optimizer_bg_predictor'] = adam(models['bg_predictor'].parameters(), train_params['lr_generator'],
+                                              TPS_WEIGHT_DECAY)
+    return opts
+
+
+def wrap(model: nn.Module, device: torch.device, dist: Dist, device_ids: list[int] | None) -> nn.Module:
+    """DistributedDataParallel under torchrun, DataParallel for several --device_ids, else as is."""
+    if dist.enabled:
+        ids = [device.index] if device.type == 'cuda' else None
+        # Networks unused in some epochs (TPSMM's bg_predictor before bg_start) need the unused scan.
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    if device.type == 'cuda' and device_ids and len(device_ids) > 1:
+        return nn.DataParallel(model, device_ids=device_ids)
+    return model
+
+
+def make_loader(dataset, train_params: dict, dist: Dist, seed: int = 0) -> DataLoader:
+    batch_size = train_params['batch_size'] // max(dist.world_size, 1) or 1
+    sampler = DistributedSampler(dataset, dist.world_size, dist.rank, shuffle=True, seed=seed, drop_last=True) \
+        if dist.enabled else None
+    workers = train_params.get('dataloader_workers', min(6, os.cpu_count() or 1))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=workers, drop_last=True, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=workers > 0)
+
+
+def load_training_state(path: str, models: dict, optimizers: dict, config: dict) -> int:
+    """Resume: networks (strict, with diagnostics), optimizers; returns the next epoch to run."""
+    ckpt = load_models(path, models, config, required=tuple(models))
+    for key, opt in optimizers.items():
+        if key in ckpt:
+            opt.load_state_dict(ckpt[key])
+        else:
+            log.warning('%s has no %s; that optimizer starts fresh', path, key)
+    return int(ckpt.get('epoch', -1)) + 1
+
+
+def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch: int, device, dist, device_ids):
+    milestones = train_params['epoch_milestones']
+    schedulers = {k.replace('optimizer', 'scheduler'): multistep(o, milestones, start_epoch)
+                  for k, o in optimizers.items()}
+    generator_full = GeneratorFullModel(models, train_params).to(device)
+    if family_of(models) == 'fomm':
+        gen_keys = ['optimizer_generator', 'optimizer_kp_detector']
+        phases = [Phase('generator', wrap(generator_full, device, dist, device_ids),
+                        {k: optimizers[k] for k in gen_keys},
+                        {k.replace('optimizer', 'scheduler'): schedulers[k.replace('optimizer', 'scheduler')]
+                         for k in gen_keys})]
+        if train_params['loss_weights'].get('generator_gan', 0) != 0:
+            disc_full = DiscriminatorFullModel(models, train_params).to(device)
+            phases.append(Phase('discriminator', wrap(disc_full, device, dist, device_ids),
+                                {'optimizer_discriminator': optimizers['optimizer_discriminator']},
+                                {'scheduler_discriminator': schedulers['scheduler_discriminator']}))
+        elif 'scheduler_discriminator' in schedulers:
+            phases[0].schedulers['scheduler_discriminator'] = schedulers['scheduler_discriminator']
+        return phases
+    phase = Phase('generator', wrap(generator_full, device, dist, device_ids), dict(optimizers), schedulers,
+                  clip=[models['kp_detector'], models['dense_motion_network']])
+    return [phase]
+
+
+def step_phase(phase: Phase, batch: dict, epoch: int, models: dict, train_params: dict, generated=None):
+    """Forward, sum of named losses, backward, clip, step. Returns (loss values, generated)."""
+    if phase.name == 'discriminator':
+        losses = phase.model(batch, generated)
+    else:
+        losses, generated = phase.model(batch, epoch)
+    total = sum(v.mean() for v in losses.values())
+    total.backward()
+    bg_active = 'bg_predictor' in models and epoch >= train_params.get('bg_start', 0)
+    for module in phase.clip + ([models['bg_predictor']] if bg_active and phase.clip else []):
+        torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm=TPS_CLIP_NORM, norm_type=math.inf)
+    for key, opt in phase.optimizers.items():
+        if key == 'optimizer_bg_predictor' and not bg_active:
+            opt.zero_grad(set_to_none=True)
+            continue
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return {k: float(v.mean().detach()) for k, v in losses.items()}, generated
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def train(config: dict, models: dict, dataset, log_dir: str, device: torch.device, checkpoint: str | None = None,
+          dist: Dist = Dist(), device_ids: list[int] | None = None, last_checkpoint_minutes: float = 15.0,
+          max_epochs: int | None = None) -> int:
+    """Train from `config` on `dataset` (items {'source', 'driving'}). Returns the last epoch run."""
+    train_params = config['train_params']
+    num_epochs = train_params['num_epochs'] if max_epochs is None else max_epochs
+    for m in models.values():
+        m.to(device).train()
+    optimizers = build_optimizers(models, train_params)
+    start_epoch = load_training_state(checkpoint, models, optimizers, config) if checkpoint else 0
+    if dist.enabled:
+        # Identical start on every rank (fresh runs draw different inits per process).
+        for m in models.values():
+            for t in list(m.parameters()) + list(m.buffers()):
+                torch.distributed.broadcast(t.data, src=0)
+        if device.type == 'cuda':
+            for k in models:
+                models[k] = convert_model(models[k])
+    phases = build_phases(models, train_params, optimizers, start_epoch, device, dist, device_ids)
+    loader = make_loader(dataset, train_params, dist)
+    if len(loader) == 0:
+        raise ValueError(f'{config.get("dataset_params", {}).get("root_dir")}: {len(dataset)} training items, fewer '
+                         f'than one batch of {train_params["batch_size"]}; lower batch_size or add videos')
+    checkpoint_objects = {**models, **optimizers, **{k: v for p in phases for k, v in p.schedulers.items()}}
+    logger = Logger(log_dir, checkpoint_freq=train_params.get('checkpoint_freq', 1),
+                    visualizer_params=config.get('visualizer_params'), enabled=dist.is_main)
+    if dist.is_main:
+        log.info('training %s epochs %d..%d, %d iterations per epoch', family_of(models), start_epoch,
+                 num_epochs - 1, len(loader))
+    step = start_epoch * len(loader)
+    last_save = time.monotonic()
+    epoch = start_epoch - 1
+    with logger:
+        for epoch in range(start_epoch, num_epochs):
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(epoch)
+            bar = tqdm(loader, desc=f'epoch {epoch}/{num_epochs - 1}', disable=not dist.is_main, dynamic_ncols=True)
+            for batch in bar:
+                batch = to_device(batch, device)
+                values, generated = {}, None
+                for phase in phases:
+                    phase_values, generated = step_phase(phase, batch, epoch, models, train_params, generated)
+                    values.update(phase_values)
+                logger.log_iter(values, step)
+                bar.set_postfix({k: f'{v:.3f}' for k, v in values.items()}, refresh=False)
+                step += 1
+                if dist.is_main and time.monotonic() - last_save > last_checkpoint_minutes * 60:
+                    # Rolling mid-epoch checkpoint marked as the previous epoch: a resume redoes
+                    # this epoch with the newer weights instead of losing hours of iterations.
+                    logger.save_checkpoint(checkpoint_objects, epoch - 1, path=logger.last_checkpoint_path)
+                    last_save = time.monotonic()
+            with warnings.catch_warnings():
+                # A scheduler whose optimizer never stepped (FOMM discriminator with GAN off)
+                # still follows the epoch schedule, as in the reference; torch warns about it.
+                warnings.filterwarnings('ignore', message='Detected call of `lr_scheduler.step()`')
+                for phase in phases:
+                    for sched in phase.schedulers.values():
+                        sched.step()
+            lrs = {f'lr/{k}': o.param_groups[0]['lr'] for k, o in optimizers.items()}
+            logger.log_epoch(epoch, checkpoint_objects, inp=batch, out=generated, extra_scalars=lrs)
+            last_save = time.monotonic()
+        if epoch >= start_epoch:
+            logger.save_final(checkpoint_objects, epoch)
+    return epoch
