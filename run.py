@@ -28,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='GPUs for one process (DataParallel when several); ignored under torchrun')
     p.add_argument('--cpu', action='store_true', help='run on the CPU even when CUDA is present')
     p.add_argument('--epochs', type=int, default=None, help='override train_params.num_epochs (for quick runs)')
+    p.add_argument('--max_minutes', type=float, default=None,
+                   help='stop after the first epoch that ends past this many minutes (fixed-budget runs)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--verbose', action='store_true')
     return p.parse_args(argv)
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
             if params.get('num_repeats', 1) != 1:
                 dataset = DatasetRepeater(dataset, params['num_repeats'])
             train.train(config, models, dataset, log_dir, device, args.checkpoint, dist, args.device_ids,
-                        max_epochs=args.epochs)
+                        max_epochs=args.epochs, max_minutes=args.max_minutes)
         elif args.mode == 'train_avd':
             import train_avd
             if not args.checkpoint:

@@ -171,8 +171,12 @@ def to_device(batch: dict, device) -> dict:
 
 def train(config: dict, models: dict, dataset, log_dir: str, device: torch.device, checkpoint: str | None = None,
           dist: Dist = Dist(), device_ids: list[int] | None = None, last_checkpoint_minutes: float = 15.0,
-          max_epochs: int | None = None) -> int:
-    """Train from `config` on `dataset` (items {'source', 'driving'}). Returns the last epoch run."""
+          max_epochs: int | None = None, max_minutes: float | None = None) -> int:
+    """Train from `config` on `dataset` (items {'source', 'driving'}). Returns the last epoch run.
+
+    `max_minutes` ends training after the first epoch that finishes past that budget (a fixed
+    compute budget for comparisons; the last epoch is checkpointed as usual)."""
+    started = time.monotonic()
     train_params = config['train_params']
     num_epochs = train_params['num_epochs'] if max_epochs is None else max_epochs
     for m in models.values():
@@ -230,6 +234,9 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
             lrs = {f'lr/{k}': o.param_groups[0]['lr'] for k, o in optimizers.items()}
             logger.log_epoch(epoch, checkpoint_objects, inp=batch, out=generated, extra_scalars=lrs)
             last_save = time.monotonic()
+            if max_minutes is not None and last_save - started > max_minutes * 60:
+                log.info('time budget of %.1f min reached after epoch %d', max_minutes, epoch)
+                break
         if epoch >= start_epoch:
             logger.save_final(checkpoint_objects, epoch)
     return epoch
