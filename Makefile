@@ -23,4 +23,4 @@ demo: venv
 	$(PY) demo.py --example
 
 clean:
-	rm -rf $(VENV) result.mp4 result-side-by-side.mp4
+	rm -rf $(VENV) example-output

@@ -1,6 +1,189 @@
-"""Animation: drive a source image with a video's motion.
+"""Animation: drive a source image with a video's motion, for both families.
 
-`normalize_kp` (relative motion with adaptive scale) serves both families and lives in
-motion_transfer.py; it is re-exported here, where the references kept it.
+    animator = Animator.from_files('config/fomm/vox-256.yaml', 'vox-cpk.pth.tar', device='cuda')
+    for frames in animator.animate(source, driving_batches, mode='relative', adapt_scale=True):
+        ...   # float32 (B, H, W, 3) in [0, 1]
+
+Every result frame depends only on the source, that driving frame and the reference ("initial")
+driving frame, so frames are animated in batches as they stream in. Source keypoints, the
+source's encoder features and the movement scale are computed once per video.
+Modes: FOMM 'standard' (absolute keypoints) and 'relative' (`--relative`, optionally
+`adapt_scale`); TPSMM 'standard', 'relative' (always with adaptive scale, as its reference) and
+'avd' (keypoints re-targeted by the AVD network).
 """
-from motion_transfer import normalize_kp  # noqa: F401
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
+
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
+
+
+def frame_shape_of(config: dict) -> tuple[int, int]:
+    """Animation size: the config's dataset frame_shape, else 256x256 (TPSMM configs say null)."""
+    shape = (config.get('dataset_params') or {}).get('frame_shape')
+    return (int(shape[0]), int(shape[1])) if shape else (256, 256)
+
+
+def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
+    """(B, H, W, 3) or (H, W, 3) float in [0, 1] -> (B, 3, H, W) float32 on device."""
+    t = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    if t.dim() == 3:
+        t = t.unsqueeze(0)
+    return t.permute(0, 3, 1, 2).to(device)
+
+
+def expand_batch(x, batch: int):
+    """Repeat a batch-1 tensor (or dict/list of them) along the batch dimension without copying."""
+    if isinstance(x, dict):
+        return {k: expand_batch(v, batch) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [expand_batch(v, batch) for v in x]
+    return x.expand(batch, *x.shape[1:])
+
+
+class Animator:
+    """Networks of one family in eval mode, ready to animate; see the module docstring."""
+
+    def __init__(self, config: dict, models: dict, device: str | torch.device = 'cpu', precision: str = 'fp32'):
+        from modules.model import family_of
+        self.config = config
+        self.family = family_of(models)
+        self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        if precision == 'fp16' and self.device.type != 'cuda':
+            raise ValueError('fp16 needs a CUDA device; use bf16 on the CPU')
+        self.precision = precision
+        self.models = {k: m.to(self.device).eval() for k, m in models.items() if k not in ('discriminator', 'bg_predictor')}
+        self.frame_size = frame_shape_of(config)
+
+    @classmethod
+    def from_files(cls, config_path: str, checkpoint_path: str, device='cpu', precision='fp32',
+                   need_avd: bool = False) -> 'Animator':
+        """Build from a config file and a checkpoint (ours or official). Raises ConfigError or
+        CheckpointError with a one-line explanation naming the file."""
+        from modules import build_models, load_config
+        from modules.checkpoint import load_models
+        config = load_config(config_path)
+        models = build_models(config)
+        if 'generator' in models:
+            required = ('kp_detector', 'generator')
+        else:
+            required = ('kp_detector', 'dense_motion_network', 'inpainting_network') + (('avd_network',) if need_avd else ())
+        load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config, required)
+        return cls(config, models, device, precision)
+
+    def autocast(self):
+        if self.precision == 'fp32':
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    @torch.no_grad()
+    def keypoints(self, frames: torch.Tensor) -> dict:
+        with self.autocast():
+            kp = self.models['kp_detector'](frames)
+        return {k: v.float() for k, v in kp.items()}
+
+    @torch.no_grad()
+    def prepare(self, source: np.ndarray, initial: np.ndarray | None, mode: str, adapt_scale: bool) -> dict:
+        """Everything that depends only on the source and the reference driving frame."""
+        if mode not in MODES[self.family]:
+            raise ValueError(f'mode {mode!r} is not available for {self.family}; choose from {MODES[self.family]}')
+        src = to_tensor(source, self.device)
+        state = {'source': src, 'kp_source': self.keypoints(src), 'mode': mode}
+        with self.autocast():
+            if self.family == 'fomm':
+                state['features'] = self.models['generator'].encode(src)
+            else:
+                state['features'] = self.models['inpainting_network'].encode(src)
+        if mode == 'relative':
+            if initial is None:
+                raise ValueError('relative mode needs the reference driving frame')
+            state['kp_initial'] = self.keypoints(to_tensor(initial, self.device))
+            key = 'value' if self.family == 'fomm' else 'fg_kp'
+            use_scale = adapt_scale or self.family == 'tps'   # TPSMM's relative mode always adapts
+            state['scale'] = movement_scale(state['kp_source'][key], state['kp_initial'][key]) if use_scale else None
+        return state
+
+    @torch.no_grad()
+    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False):
+        """(B, 3, H, W) driving frames -> (B, 3, H, W) predictions, or with `full` the networks'
+        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation)."""
+        b = driving.shape[0]
+        kp_driving = self.keypoints(driving)
+        kp_source = expand_batch(state['kp_source'], b)
+        if state['mode'] == 'relative':
+            scale = state['scale'].expand(b) if state['scale'] is not None else False
+            kp_norm = normalize_kp(kp_source, kp_driving, expand_batch(state['kp_initial'], b),
+                                   adapt_movement_scale=scale, use_relative_movement=True,
+                                   use_relative_jacobian=True)
+        elif state['mode'] == 'avd':
+            kp_norm = self.models['avd_network'](kp_source, kp_driving)
+        else:
+            kp_norm = kp_driving
+        source = expand_batch(state['source'], b)
+        features = expand_batch(state['features'], b)
+        with self.autocast():
+            if self.family == 'fomm':
+                out = self.models['generator'](source, kp_driving=kp_norm, kp_source=kp_source,
+                                               source_features=features)
+            else:
+                motion = self.models['dense_motion_network'](source_image=source, kp_driving=kp_norm,
+                                                             kp_source=kp_source, bg_param=None, dropout_flag=False)
+                out = self.models['inpainting_network'](source, motion, encoder_maps=features)
+        if full:
+            out.update(kp_source=kp_source, kp_driving=kp_norm)
+            return out
+        return out['prediction'].float()
+
+    def animate(self, source: np.ndarray, driving_batches: Iterable[np.ndarray], mode: str = 'relative',
+                adapt_scale: bool = False, initial: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Yield float32 (B, H, W, 3) results for float (B, H, W, 3) driving batches at the
+        animation size. `initial` is the reference driving frame for relative motion (default:
+        the first driving frame, as the references)."""
+        state = None
+        for batch in driving_batches:
+            if state is None:
+                state = self.prepare(source, batch[0] if initial is None else initial, mode, adapt_scale)
+            pred = self.animate_batch(state, to_tensor(batch, self.device))
+            yield pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+
+def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str) -> None:
+    """run.py --mode animate: animate PairedDataset pairs (pairs_list csv or random pairs) with
+    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format>."""
+    from frames_dataset import PairedDataset, build_dataset
+    from modules.checkpoint import load_models
+    from video_io import VideoWriter
+    from tqdm import tqdm
+    if not checkpoint:
+        raise ValueError('--mode animate needs --checkpoint')
+    load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config)
+    params = config.get('animate_params') or {'num_pairs': 50, 'format': '.mp4',
+                                              'normalization_params': {'use_relative_movement': True}}
+    norm = params.get('normalization_params', {})
+    animator = Animator(config, models, device)
+    family_mode = 'relative' if norm.get('use_relative_movement', True) else 'standard'
+    dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
+    out_dir = os.path.join(log_dir, 'animation')
+    os.makedirs(out_dir, exist_ok=True)
+    for pair in tqdm(dataset, desc='animate'):
+        driving = np.transpose(pair['driving_video'], (1, 2, 3, 0))     # (T, H, W, 3)
+        source = np.transpose(pair['source_video'], (1, 2, 3, 0))[0]
+        batches = (driving[i:i + 16] for i in range(0, len(driving), 16))
+        name = f"{pair['driving_name']}-{pair['source_name']}{params.get('format', '.mp4')}"
+        with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
+            for frames in animator.animate(source, batches, family_mode, norm.get('adapt_movement_scale', False)):
+                writer.write(to_uint8(frames))

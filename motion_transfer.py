@@ -16,11 +16,18 @@ def keypoint_key(kp: dict) -> str:
 
 
 def convex_hull_area(points: np.ndarray) -> float:
-    """Area of the 2-D convex hull of (K, 2) points; 0 for degenerate (collinear) sets."""
+    """Area of the 2-D convex hull of (K, 2) points; 0 for degenerate (collinear) sets.
+
+    Nearly collinear points (area below 1e-6 of the squared extent, e.g. float32 rounding on a
+    line) count as degenerate too: their "area" is noise and its square root would blow the
+    movement scale up by orders of magnitude.
+    """
     try:
-        return float(ConvexHull(points).volume)   # 'volume' of a 2-D hull is its area
+        area = float(ConvexHull(points).volume)   # 'volume' of a 2-D hull is its area
     except (QhullError, ValueError):
         return 0.0
+    extent = float(np.ptp(points, axis=0).max()) ** 2
+    return area if area > 1e-6 * extent else 0.0
 
 
 def movement_scale(kp_source: torch.Tensor, kp_driving_initial: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,10 @@ def build_fomm(config: dict) -> dict[str, nn.Module]:
     if dense is not None:
         # Validate the nested section now; the generator builds the network itself.
         kwargs_for(FommDenseMotionNetwork, config, 'model_params.generator_params.dense_motion_params', dense,
-                   provided={'num_kp': 0, 'num_channels': 0, 'estimate_occlusion_map': False})
+                   provided={'num_kp': 0, 'num_channels': 0, 'estimate_occlusion_map': False},
+                   provided_from={'num_kp': 'model_params.common_params',
+                                  'num_channels': 'model_params.common_params',
+                                  'estimate_occlusion_map': 'model_params.generator_params'})
     models = {
         'kp_detector': FommKeypointDetector(**kwargs_for(FommKeypointDetector, config, 'model_params.kp_detector_params',
                                                          section(config, 'model_params.kp_detector_params'), common)),

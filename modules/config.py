@@ -78,7 +78,7 @@ def constructor_keys(ctor: Callable) -> tuple[set[str], set[str]]:
 
 
 def kwargs_for(ctor: Callable, config: dict, where: str, values: dict | None, provided: dict | None = None,
-               exclude: Iterable[str] = ()) -> dict:
+               exclude: Iterable[str] = (), provided_from: str | dict = 'model_params.common_params') -> dict:
     """Check one config section against `ctor` and return the keyword arguments to call it with.
 
     `values` is the section; `provided` holds values coming from elsewhere (e.g. common_params),
@@ -92,7 +92,8 @@ def kwargs_for(ctor: Callable, config: dict, where: str, values: dict | None, pr
     path = config_path(config)
     for key in values:
         if key in provided and key in allowed:
-            raise ConfigError(f"{path}: '{where}.{key}' is also set in common_params; set it in one place")
+            origin = provided_from.get(key, '') if isinstance(provided_from, dict) else provided_from
+            raise ConfigError(f"{path}: '{where}.{key}' is also set in {origin}; set it in one place")
         if key not in allowed:
             raise ConfigError(f"{path}: unknown key '{where}.{key}'{_suggest(key, allowed - set(provided))}")
     kwargs = {k: v for k, v in provided.items() if k in allowed}

@@ -1,0 +1,177 @@
+"""End-to-end benchmark of demo.py: wall time, animation-loop frames/s and peak RSS.
+
+    python benchmarks/bench_demo.py --config config/fomm/vox-256.yaml --checkpoint vox-cpk.pth.tar \\
+        --driving_video ../shared/samples/face-driving.mp4 --frames 100 --repeat 3 \\
+        [--source_image S] [--precision bf16] [--batch_size 16] [--cpu | --device cuda] \\
+        [--threads N] [--random_weights] [--compare_precision] [-- --relative --adapt_scale]
+
+Each run is a fresh `python demo.py ...` subprocess, so the wall time includes interpreter start,
+imports, model loading and the encoder's finish, and the peak RSS is that run's own. Peak RSS is
+`ru_maxrss` from `os.wait4` on the child: the largest resident set of the demo process or of any
+process it waited for (its ffmpeg decoder/encoder), not their sum. Frames/s is the demo's own
+measure of its streaming loop (decode, resize, networks, encode), printed on its last line.
+
+Set-up work happens outside the timed region: `--frames N` writes the first N driving frames to a
+temporary mp4 (same resolution and frame rate); without `--source_image` the first driving frame
+is the source; `--random_weights` saves a checkpoint of freshly initialised networks for the
+config (fine for timing, meaningless pictures).
+
+`--compare_precision` additionally animates the same input in fp32, bf16 and (on CUDA) fp16 to
+lossless PNG frames and prints each one's PSNR against fp32. Arguments after `--` go to demo.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+DEMO = os.path.join(REPO, 'demo.py')
+LOOP = re.compile(r'animation ([0-9.]+) s, ([0-9.]+|inf) frames/s')
+
+
+def parse_args(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    extra = []
+    if '--' in argv:
+        cut = argv.index('--')
+        argv, extra = argv[:cut], argv[cut + 1:]
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--config', required=True)
+    weights = p.add_mutually_exclusive_group(required=True)
+    weights.add_argument('--checkpoint')
+    weights.add_argument('--random_weights', action='store_true', help='random weights built from the config')
+    p.add_argument('--driving_video', required=True)
+    p.add_argument('--source_image', default=None, help='default: the first driving frame')
+    p.add_argument('--frames', type=int, default=None, help='use only the first N driving frames')
+    p.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
+    p.add_argument('--batch_size', type=int, default=None)
+    p.add_argument('--repeat', type=int, default=1, help='runs; the median is reported')
+    p.add_argument('--cpu', action='store_true')
+    p.add_argument('--device', default=None)
+    p.add_argument('--threads', type=int, default=None, help="demo.py --threads (CPU threads for torch)")
+    p.add_argument('--compare_precision', action='store_true', help='PSNR of bf16/fp16 output vs fp32')
+    args = p.parse_args(argv)
+    args.demo_args = extra
+    return args
+
+
+def prepare_inputs(args, tmp: str) -> tuple[str, str, str]:
+    """(checkpoint, driving video, source image), made outside the timed region."""
+    from PIL import Image
+
+    from video_io import VideoReader, VideoWriter
+
+    checkpoint = args.checkpoint
+    if args.random_weights:
+        import torch
+
+        from modules import build_models, load_config
+        models = build_models(load_config(args.config))
+        checkpoint = os.path.join(tmp, 'random.pth.tar')
+        torch.save({**{k: m.state_dict() for k, m in models.items()}, 'epoch': 0}, checkpoint)
+    driving = args.driving_video
+    reader = VideoReader(driving)
+    if args.frames is not None:
+        driving = os.path.join(tmp, 'driving.mp4')
+        with VideoWriter(driving, fps=reader.fps) as writer:
+            for i, frame in enumerate(reader):
+                if i == args.frames:
+                    break
+                writer.write(frame)
+        reader.close()
+    source = args.source_image
+    if source is None:
+        source = os.path.join(tmp, 'source.png')
+        Image.fromarray(reader.read_frame(0)).save(source)
+    return checkpoint, driving, source
+
+
+def run_demo(args, checkpoint: str, driving: str, source: str, result: str, precision: str) -> dict:
+    cmd = [sys.executable, DEMO, '--config', args.config, '--checkpoint', checkpoint, '--source_image', source,
+           '--driving_video', driving, '--result_video', result, '--precision', precision, '--quiet']
+    if args.batch_size is not None:
+        cmd += ['--batch_size', str(args.batch_size)]
+    if args.cpu:
+        cmd.append('--cpu')
+    if args.device:
+        cmd += ['--device', args.device]
+    if args.threads is not None:
+        cmd += ['--threads', str(args.threads)]
+    cmd += args.demo_args
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)           # this child's own rusage
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors='replace'), err.read().decode(errors='replace')
+    if proc.returncode != 0:
+        sys.exit(f'demo.py failed (exit {proc.returncode}):\n{stderr.strip()}')
+    match = LOOP.search(stdout)
+    frames = re.search(r': (\d+) frames at', stdout)
+    return {'wall': wall, 'loop_s': float(match.group(1)) if match else float('nan'),
+            'fps': float(match.group(2)) if match else float('nan'),
+            'frames': int(frames.group(1)) if frames else -1,
+            'rss_mib': usage.ru_maxrss / 1024, 'summary': stdout.strip().splitlines()[-1] if stdout.strip() else ''}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float('inf') if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def compare_precision(args, checkpoint: str, driving: str, source: str, tmp: str) -> None:
+    import torch
+
+    from video_io import VideoReader
+    on_cuda = not args.cpu and (args.device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda')
+    precisions = ['fp32', 'bf16'] + (['fp16'] if on_cuda else [])
+    frames = {}
+    print('\nprecision comparison (lossless PNG output, PSNR vs fp32 over all frames):')
+    for precision in precisions:
+        result = os.path.join(tmp, f'cmp-{precision}') + '/'
+        stats = run_demo(args, checkpoint, driving, source, result, precision)
+        frames[precision] = np.stack(list(VideoReader(result)))
+        value = psnr(frames[precision], frames['fp32'])
+        diff = np.abs(frames[precision].astype(np.int16) - frames['fp32'].astype(np.int16))
+        print(f'  {precision:5s} PSNR {value:6.2f} dB   max |diff| {int(diff.max()):3d}/255   '
+              f'loop {stats["fps"]:7.2f} frames/s')
+    if not on_cuda:
+        print('  fp16 skipped: it needs a CUDA device')
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix='bench_demo.') as tmp:
+        checkpoint, driving, source = prepare_inputs(args, tmp)
+        runs = []
+        for i in range(args.repeat):
+            stats = run_demo(args, checkpoint, driving, source, os.path.join(tmp, 'result.mp4'), args.precision)
+            runs.append(stats)
+            print(f'run {i + 1}/{args.repeat}: wall {stats["wall"]:.2f} s, loop {stats["loop_s"]:.2f} s '
+                  f'({stats["fps"]:.2f} frames/s), peak RSS {stats["rss_mib"]:.0f} MiB')
+        print(f'demo: {runs[-1]["summary"]}')
+        median = {k: statistics.median(r[k] for r in runs) for k in ('wall', 'loop_s', 'fps', 'rss_mib')}
+        print(f'median of {len(runs)}: {runs[-1]["frames"]} frames, wall {median["wall"]:.2f} s, '
+              f'loop {median["fps"]:.2f} frames/s ({median["loop_s"]:.2f} s), peak RSS {median["rss_mib"]:.0f} MiB '
+              f'[{os.path.relpath(args.config, REPO) if os.path.isabs(args.config) else args.config}, '
+              f'{args.precision}, batch {args.batch_size or "default"}, threads {args.threads or "default"}]')
+        if args.compare_precision:
+            compare_precision(args, checkpoint, driving, source, tmp)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,529 @@
+"""Animate a still source image with the motion of a driving video (FOMM or TPSMM).
+
+    python demo.py --config config/fomm/vox-256.yaml --checkpoint vox-cpk.pth.tar \\
+        --source_image my.png --driving_video driving.mp4 --result_video result.mp4 \\
+        --relative --adapt_scale [--audio] [--find_best_frame]
+
+    python demo.py --config config/tps/vox-256.yaml --checkpoint vox.pth.tar \\
+        --source_image my.png --driving_video driving.mp4 --result_video result.mp4 --mode relative
+
+    python demo.py --example        # `make demo`: a generated sample animated by the bundled small model
+
+The model family (FOMM or TPSMM) follows from the config. The driving video is streamed: frames
+are decoded, resized, animated in batches and written as they come, so memory does not grow with
+the video's length. The result has exactly the driving video's frame rate and frame count.
+
+Options
+-------
+Inputs and output
+  --config PATH           model config (YAML, official format).
+  --checkpoint PATH       checkpoint of that config (official or ours). Checkpoints are loaded as
+                          plain tensors only; one carrying pickled code is refused.
+  --source_image PATH     the still image to animate: any image Pillow reads (PNG, JPEG, ...;
+                          grayscale, RGBA, palette and 16-bit are fine; alpha is dropped). It is
+                          resized to --img_shape with skimage-equivalent anti-aliasing.
+  --driving_video PATH    a video ffmpeg decodes (mp4, mov, avi, mkv, webm, gif, ...) or a folder of
+                          image frames.
+  --result_video PATH     output (default result.mp4): `.mp4` (H.264), `.gif`, or a folder path
+                          ending in '/' for lossless PNG frames. Missing folders are created; the
+                          file appears only once complete (nothing is left behind on error).
+  --audio                 copy the driving video's audio track into the .mp4 result (a video
+                          without audio gives a note and a silent result).
+
+Motion
+  --mode MODE             FOMM: standard | relative (default standard, as the reference without
+                          --relative). TPSMM: standard | relative | avd (default relative).
+  --relative              FOMM: relative motion transfer (same as --mode relative).
+  --adapt_scale           FOMM relative mode: scale the motion by the ratio of the source's and the
+                          reference frame's keypoint hull sizes. (TPSMM's relative mode always does.)
+  --find_best_frame       use as reference ("initial") frame the driving frame whose face landmarks
+                          (face-alignment package) are closest to the source's, after centring and
+                          scaling them; one extra pass over the video. Needs a face in the source and
+                          the face-alignment weights (downloaded on first use).
+  --best_frame N          use driving frame N (0-based) as the reference frame. Equivalent to the
+                          references' forward/backward animation from frame N. Both options only
+                          matter in relative mode.
+
+Compute
+  --device DEV            torch device (default cuda when available, else cpu).
+  --cpu                   force the CPU (same as --device cpu).
+  --precision P           fp32 (default) | bf16 | fp16 (autocast; fp16 needs a CUDA GPU).
+  --batch_size N          driving frames per network call (default 8 on the CPU, 32 on a GPU).
+  --img_shape H,W         animation size (default: the config's dataset_params.frame_shape, else
+                          256,256).
+  --threads N             CPU threads for torch (default: torch's choice, one per core). On a
+                          machine busy with other work, 1 can be many times faster.
+  --quiet                 no progress bar (it is also off when stderr is not a terminal).
+
+Example (--example)
+  --example               generate a source image and a driving video of a held-out synthetic
+                          identity, animate them with the bundled small FOMM model and write
+                          result.mp4 and side-by-side.mp4 (source | driving | result, x4).
+  --example_dir DIR       where the example's files go (default example-output/).
+  --example_checkpoint P  checkpoint to use instead of checkpoints/synthetic-fomm-64.pth.tar
+                          (with --config, default config/synthetic/fomm-64.yaml).
+  --example_frames N      length of the generated driving video (default 64).
+
+Errors with an input (missing, unreadable or damaged files, a config that does not fit the
+checkpoint, impossible options) are reported as one line on stderr naming the file and the
+problem, with exit status 2 and no output file.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+import warnings
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from modules.checkpoint import CheckpointError  # noqa: E402
+from modules.config import ConfigError  # noqa: E402
+from video_io import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
+
+EXAMPLE_CONFIG = os.path.join('config', 'synthetic', 'fomm-64.yaml')
+EXAMPLE_CHECKPOINT = os.path.join('checkpoints', 'synthetic-fomm-64.pth.tar')
+EXAMPLE_SEED = 12345          # synthetic_data.py's data set uses seeds [seed, 0|1, ...]; this one is apart
+EXAMPLE_SIZE = 64
+EXAMPLE_ZOOM = 4
+OFFICIAL_EXAMPLE = ('python demo.py --config config/fomm/vox-256.yaml --checkpoint vox-cpk.pth.tar '
+                    '--source_image my.png --driving_video ../shared/samples/face-driving.mp4 '
+                    '--result_video result.mp4 --relative --adapt_scale --audio')
+
+Landmarks = Callable[[np.ndarray], 'np.ndarray | None']
+
+
+class DemoError(Exception):
+    """A problem with the command line or an input, reported as one line (exit status 2)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog='demo.py', description='Animate a source image with a driving video (FOMM / TPSMM).',
+                epilog='Every option is described in the module docstring at the top of demo.py.')
+    io = p.add_argument_group('inputs and output')
+    io.add_argument('--config', help='model config (YAML)')
+    io.add_argument('--checkpoint', help='checkpoint of that config')
+    io.add_argument('--source_image', help='image to animate')
+    io.add_argument('--driving_video', help='video (or folder of frames) giving the motion')
+    io.add_argument('--result_video', default='result.mp4', help=".mp4, .gif or a folder ending in '/' (PNG frames)")
+    io.add_argument('--audio', action='store_true', help="copy the driving video's audio into the result")
+    mo = p.add_argument_group('motion')
+    mo.add_argument('--mode', choices=('standard', 'relative', 'avd'),
+                    help='FOMM: standard|relative (default standard); TPSMM: standard|relative|avd (default relative)')
+    mo.add_argument('--relative', action='store_true', help='FOMM: relative motion (= --mode relative)')
+    mo.add_argument('--adapt_scale', action='store_true', help='FOMM relative mode: adapt the movement scale')
+    mo.add_argument('--find_best_frame', action='store_true',
+                    help='reference frame = driving frame whose face landmarks best match the source (face-alignment)')
+    mo.add_argument('--best_frame', type=int, default=None, metavar='N', help='reference frame = driving frame N')
+    co = p.add_argument_group('compute')
+    co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
+    co.add_argument('--cpu', action='store_true', help='run on the CPU')
+    co.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32')
+    co.add_argument('--batch_size', type=int, default=None, help='frames per network call (default 8 CPU / 32 GPU)')
+    co.add_argument('--img_shape', default=None, metavar='H,W', help='animation size (default: from the config)')
+    co.add_argument('--threads', type=int, default=None, metavar='N', help='CPU threads for torch')
+    co.add_argument('--quiet', action='store_true', help='no progress bar')
+    ex = p.add_argument_group('example')
+    ex.add_argument('--example', action='store_true', help='animate a generated sample with the bundled small model')
+    ex.add_argument('--example_dir', default='example-output', help='output folder of --example')
+    ex.add_argument('--example_checkpoint', default=None, help=f'checkpoint for --example (default {EXAMPLE_CHECKPOINT})')
+    ex.add_argument('--example_frames', type=int, default=64, help='frames of the generated driving video')
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """'256,256', '256x256' or '256' -> (256, 256)."""
+    parts = text.replace('x', ',').replace('X', ',').split(',')
+    try:
+        values = [int(v) for v in parts if v.strip()]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise DemoError(f'--img_shape {text!r}: expected two positive integers H,W such as 256,256')
+    return values[0], values[1]
+
+
+def resolve_device(args: argparse.Namespace):
+    import torch
+    if args.cpu:
+        if args.device not in (None, 'cpu'):
+            raise DemoError(f'--cpu and --device {args.device} contradict each other')
+        return torch.device('cpu')
+    if args.device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError) as err:
+        raise DemoError(f'--device {args.device!r}: not a torch device ({err})') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise DemoError(f'--device {args.device}: CUDA is not available on this machine; use --cpu')
+    return device
+
+
+def resolve_mode(args: argparse.Namespace, family: str, config_path: str) -> tuple[str, bool]:
+    """(mode, adapt_scale) from --mode / --relative / --adapt_scale for the config's family."""
+    if family == 'fomm':
+        if args.mode == 'avd':
+            raise DemoError(f'--mode avd needs a TPSMM config; {config_path} is a FOMM config (modes: standard, relative)')
+        if args.relative and args.mode == 'standard':
+            raise DemoError('--relative and --mode standard contradict each other')
+        mode = 'relative' if args.relative else (args.mode or 'standard')
+    else:
+        if args.relative and args.mode not in (None, 'relative'):
+            raise DemoError(f'--relative and --mode {args.mode} contradict each other')
+        mode = 'relative' if args.relative else (args.mode or 'relative')
+    adapt = bool(args.adapt_scale)
+    if adapt and (family == 'tps' or mode != 'relative'):
+        why = "TPSMM's relative mode always adapts the scale" if family == 'tps' and mode == 'relative' \
+            else f'it only applies to relative mode (mode is {mode})'
+        note(f'--adapt_scale has no effect: {why}')
+        adapt = family == 'tps' and mode == 'relative'
+    return mode, adapt
+
+
+def check_output_path(path: str) -> None:
+    """Fail early (before loading anything) on an output format VideoWriter cannot write."""
+    if path.endswith(('/', os.sep)) or os.path.isdir(path):
+        return
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in ('.mp4', '.gif'):
+        raise DemoError(f"cannot write {path!r}: unsupported output format {ext or '(no extension)'!r}; "
+                        "use .mp4, .gif, or a folder path ending in '/' for PNG frames")
+
+
+def note(message: str) -> None:
+    print(f'note: {message}', file=sys.stderr)
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (checkpoint diagnostics come as several)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return ' '.join(lines) or type(err).__name__
+
+
+@contextlib.contextmanager
+def warnings_as_notes() -> Iterator[None]:
+    """Show warnings as short 'note:' lines instead of Python's two-line file:line format."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        label = 'note' if issubclass(category, MediaWarning) else 'warning'
+        print(f'{label}: {message}', file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('always', MediaWarning)
+        warnings.showwarning = show
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+# Best reference frame (face landmarks)
+# ----------------------------------------------------------------------------------------------
+
+def load_landmark_detector(device) -> Landmarks:
+    """face-alignment's 2-D landmark detector, as the references build it, wrapped as
+    image (H, W, 3) float in [0, 1] -> (68, 2) landmarks of the first face, or None."""
+    hint = 'pick the reference frame yourself with --best_frame N instead'
+    try:
+        import face_alignment
+    except ImportError:
+        raise DemoError(f'--find_best_frame needs the face-alignment package (pip install face-alignment); {hint}') from None
+    try:
+        fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, flip_input=True, device=str(device))
+    except Exception as err:  # noqa: BLE001 - any failure to fetch or build a third-party model
+        raise DemoError('--find_best_frame: the face-alignment model could not be loaded '
+                        f'({type(err).__name__}: {one_line(err)}); it downloads its weights on first use, '
+                        f'which needs internet access; {hint}') from None
+
+    def landmarks(image: np.ndarray):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')      # "No faces were detected."
+            found = fa.get_landmarks(np.asarray(image, dtype=np.float32) * 255)
+        return None if not found else np.asarray(found[0], dtype=np.float64)[:, :2]
+
+    return landmarks
+
+
+def normalize_landmarks(points: np.ndarray) -> np.ndarray | None:
+    """Centre landmarks on their mean and divide by sqrt(area of their convex hull), as the
+    references' find_best_frame; None when the hull is degenerate."""
+    from motion_transfer import convex_hull_area
+    points = np.array(points, dtype=np.float64)[:, :2]
+    points -= points.mean(axis=0, keepdims=True)
+    area = convex_hull_area(points)
+    if not area > 0:
+        return None
+    return points / math.sqrt(area)
+
+
+def find_best_frame(source: np.ndarray, frames: Iterable[np.ndarray], landmarks: Landmarks,
+                    source_name: str = 'source image') -> tuple[int | None, np.ndarray | None]:
+    """(index, frame) of the frame whose normalised landmarks are closest (sum of squared
+    differences) to the source's; frames without a face are skipped; (None, None) when no frame
+    has one. Streams `frames`, keeping only the best one."""
+    found = landmarks(source)
+    reference = normalize_landmarks(found) if found is not None else None
+    if reference is None:
+        raise DemoError(f'--find_best_frame: no face found in the source image {source_name}')
+    best, best_index, best_frame = math.inf, None, None
+    for index, frame in enumerate(frames):
+        found = landmarks(frame)
+        normalized = normalize_landmarks(found) if found is not None else None
+        if normalized is None or normalized.shape != reference.shape:
+            continue
+        distance = float(((reference - normalized) ** 2).sum())
+        if distance < best:
+            best, best_index, best_frame = distance, index, np.array(frame, copy=True)
+    return best_index, best_frame
+
+
+def _frames_of(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for batch in batches:
+        yield from batch
+
+
+def progress_bar(total: int | None, desc: str, quiet: bool):
+    from tqdm import tqdm
+    # disable=None: on only when stderr is a terminal, so logs and error output stay clean.
+    return tqdm(total=total, desc=desc, unit='frame', disable=True if quiet else None, leave=False)
+
+
+def reference_frame(args: argparse.Namespace, reader: VideoReader, source: np.ndarray, img_shape, device,
+                    batch_size: int) -> np.ndarray | None:
+    """The resized reference driving frame for --best_frame / --find_best_frame, or None (first frame)."""
+    from video_io import resize_frame
+    if args.best_frame is not None:
+        if args.find_best_frame:
+            note('--best_frame given: --find_best_frame is not needed and is skipped')
+        n = args.best_frame
+        if n < 0:
+            raise DemoError(f'--best_frame {n}: frame numbers start at 0')
+        try:
+            frame = reader.read_frame(n)
+        except IndexError:
+            count = reader.num_frames
+            has = f'has {count} frames' if count is not None else 'has fewer frames'
+            raise DemoError(f'--best_frame {n}: the driving video {reader.path!r} {has} (numbered from 0)') from None
+        return resize_frame(frame, img_shape)
+    if not args.find_best_frame:
+        return None
+    landmarks = load_landmark_detector(device)
+    with progress_bar(reader.num_frames or reader.estimated_num_frames, 'best frame', args.quiet) as bar:
+        def frames():
+            for frame in _frames_of(reader.iter_batches(batch_size, size=img_shape)):
+                bar.update(1)
+                yield frame
+        index, frame = find_best_frame(source, frames(), landmarks, repr(args.source_image))
+    if index is None:
+        note(f'no face found in any frame of {args.driving_video!r}; using frame 0 as the reference')
+        return None
+    note(f'best reference frame: {index}')
+    return frame
+
+
+# ----------------------------------------------------------------------------------------------
+# Animation
+# ----------------------------------------------------------------------------------------------
+
+def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path: str, *, mode: str,
+                  adapt_scale: bool = False, initial: np.ndarray | None = None, batch_size: int = 8,
+                  img_shape: tuple[int, int] | None = None, audio_from: str | None = None, quiet: bool = False,
+                  on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None) -> dict:
+    """Stream `reader` through `animator` into `result_path`, frame by frame as results come.
+
+    `source` and `initial` are float (H, W, 3) at the animation size `img_shape`; `on_batch`,
+    if given, sees every (driving batch, result batch) pair, both float (B, H, W, 3).
+    Returns {'frames', 'seconds', 'fps'}; on any error nothing is left at `result_path`.
+    """
+    from animate import to_uint8
+    img_shape = img_shape or animator.frame_size
+    last: list[np.ndarray] = []
+
+    def tap(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for batch in batches:
+            last[:] = [batch]
+            yield batch
+
+    start = time.perf_counter()
+    try:
+        with VideoWriter(result_path, fps=reader.fps, audio_from=audio_from) as writer, \
+                progress_bar(reader.num_frames or reader.estimated_num_frames, 'animate', quiet) as bar:
+            batches = tap(reader.iter_batches(batch_size, size=img_shape))
+            for frames in animator.animate(source, batches, mode=mode, adapt_scale=adapt_scale, initial=initial):
+                writer.write(to_uint8(frames))
+                if on_batch is not None:
+                    on_batch(last[0], frames)
+                bar.update(len(frames))
+    finally:
+        reader.close()
+    seconds = time.perf_counter() - start
+    return {'frames': writer.frames_written, 'seconds': seconds, 'fps': reader.fps}
+
+
+def animate_files(args: argparse.Namespace, *, config_path: str | None = None, checkpoint_path: str | None = None,
+                  on_batch=None, mode_override: tuple[str, bool] | None = None) -> dict:
+    """The CLI's work: check the options and inputs, load the model, animate, write."""
+    from animate import Animator, frame_shape_of
+    from modules import family_of_config, load_config
+
+    config_path = config_path or args.config
+    checkpoint_path = checkpoint_path or args.checkpoint
+    missing = [f'--{name}' for name, value in (('config', config_path), ('checkpoint', checkpoint_path),
+                                               ('source_image', args.source_image),
+                                               ('driving_video', args.driving_video)) if not value]
+    if missing:
+        raise DemoError(f'missing {", ".join(missing)} (or use --example)')
+    device = resolve_device(args)
+    if args.precision == 'fp16' and device.type != 'cuda':
+        raise DemoError(f'--precision fp16 needs a CUDA GPU (the device is {device}); use --precision bf16 on the CPU')
+    batch_size = args.batch_size if args.batch_size is not None else (32 if device.type == 'cuda' else 8)
+    if batch_size < 1:
+        raise DemoError(f'--batch_size {batch_size}: must be at least 1')
+    check_output_path(args.result_video)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise DemoError(f'--threads {args.threads}: must be at least 1')
+        import torch
+        torch.set_num_threads(args.threads)
+
+    config = load_config(config_path)
+    family = family_of_config(config).name
+    mode, adapt = mode_override or resolve_mode(args, family, config_path)
+    img_shape = parse_shape(args.img_shape) if args.img_shape else frame_shape_of(config)
+    if (args.best_frame is not None or args.find_best_frame) and mode != 'relative':
+        note(f'--best_frame / --find_best_frame only matter in relative mode (mode is {mode}); ignored')
+        args.best_frame, args.find_best_frame = None, False
+
+    source = load_image(args.source_image, size=img_shape)
+    reader = VideoReader(args.driving_video, strict=True)
+    try:
+        animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
+                                       need_avd=mode == 'avd')
+        initial = reference_frame(args, reader, source, img_shape, device, batch_size)
+    except BaseException:
+        reader.close()
+        raise
+    stats = run_animation(animator, source, reader, args.result_video, mode=mode, adapt_scale=adapt,
+                          initial=initial, batch_size=batch_size, img_shape=img_shape,
+                          audio_from=args.driving_video if args.audio else None, quiet=args.quiet,
+                          on_batch=on_batch)
+    rate = stats['frames'] / stats['seconds'] if stats['seconds'] > 0 else float('inf')
+    print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
+          f"{img_shape[1]}x{img_shape[0]}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
+          f"on {device} {args.precision} (animation {stats['seconds']:.2f} s, {rate:.1f} frames/s)")
+    return stats
+
+
+# ----------------------------------------------------------------------------------------------
+# --example
+# ----------------------------------------------------------------------------------------------
+
+def example_inputs(num_frames: int = 64, size: int = EXAMPLE_SIZE, seed: int = EXAMPLE_SEED):
+    """(source uint8 (H, W, 3), driving uint8 (T, H, W, 3)) of one held-out synthetic identity:
+    the source is the first frame of another clip of the same identity, so it shows the same
+    figure in a different pose. Deterministic; the seed is apart from the training set's."""
+    from synthetic_data import make_video, sample_identity
+    rng = np.random.default_rng(seed)
+    identity = sample_identity(rng)
+    driving = make_video(rng, identity, num_frames=num_frames, size=size)
+    source = make_video(rng, identity, num_frames=1, size=size)[0]
+    return source, driving
+
+
+def side_by_side(source: np.ndarray, driving: np.ndarray, result: np.ndarray, zoom: int = EXAMPLE_ZOOM) -> np.ndarray:
+    """(B, H, 3W*zoom...) frames: source | driving | result, each enlarged `zoom` times (nearest)."""
+    batch = np.concatenate([np.broadcast_to(source, driving.shape), driving, result], axis=2)
+    return batch.repeat(zoom, axis=1).repeat(zoom, axis=2)
+
+
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith('..') else path
+
+
+def make_example(args: argparse.Namespace) -> int:
+    from fileio import atomic_path
+    from PIL import Image
+    from synthetic_data import FPS
+
+    config = args.config or os.path.join(ROOT, EXAMPLE_CONFIG)
+    checkpoint = args.example_checkpoint or args.checkpoint or os.path.join(ROOT, EXAMPLE_CHECKPOINT)
+    if not os.path.isfile(checkpoint):
+        raise DemoError(f'the example model {_shown(checkpoint)} is missing: it is trained on the synthetic data set '
+                        f'and committed once ready; pass --example_checkpoint PATH to use a checkpoint made with '
+                        f'{_shown(config)}')
+    if args.example_frames < 2:
+        raise DemoError(f'--example_frames {args.example_frames}: need at least 2 frames')
+    out = args.example_dir
+    source, driving = example_inputs(args.example_frames)
+    source_path = os.path.join(out, 'source.png')
+    driving_path = os.path.join(out, 'driving.mp4')
+    with atomic_path(source_path) as tmp:
+        Image.fromarray(source).save(tmp)
+    with VideoWriter(driving_path, fps=FPS, crf=10) as writer:   # near lossless
+        writer.write(driving)
+    print(f'generated {_shown(source_path)} and {_shown(driving_path)} ({len(driving)} frames, synthetic '
+          f'identity seed {EXAMPLE_SEED}, not in the training set)')
+
+    args.source_image, args.driving_video = source_path, driving_path
+    args.result_video = os.path.join(out, 'result.mp4')
+    sbs_path = os.path.join(out, 'side-by-side.mp4')
+    source_float = source.astype(np.float32) / 255
+    with VideoWriter(sbs_path, fps=FPS) as sbs:
+        def on_batch(driving_batch: np.ndarray, result_batch: np.ndarray) -> None:
+            shape = driving_batch.shape[1:3]
+            src = source_float if source_float.shape[:2] == shape else load_image(source_path, size=shape)
+            sbs.write(side_by_side(src, driving_batch, result_batch))
+        animate_files(args, config_path=config, checkpoint_path=checkpoint, on_batch=on_batch,
+                      mode_override=('relative', False))
+    print(f'wrote {_shown(sbs_path)} (source | driving | result, x{EXAMPLE_ZOOM})')
+    print(f'\nExample outputs are in {_shown(out)}/: source.png, driving.mp4, result.mp4, side-by-side.mp4.')
+    print('To animate your own photo with an official checkpoint (see README for where to get them):')
+    print(f'  {OFFICIAL_EXAMPLE}')
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:                  # --help, or a usage error already printed
+        return stop.code if isinstance(stop.code, int) else 2
+    with warnings_as_notes():
+        try:
+            if args.example:
+                return make_example(args)
+            animate_files(args)
+            return 0
+        except (MediaError, ConfigError, CheckpointError, DemoError) as err:
+            print(f'error: {one_line(err)}', file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print('interrupted; no result written', file=sys.stderr)
+            return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Training, resume, DDP, AVD and reconstruction on tiny configs and a tiny synthetic data set (CPU)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from conftest import TINY_FOMM, TINY_TPS
+
+import run
+import synthetic_data
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('synthetic')
+    synthetic_data.generate_dataset(str(root), size=64, num_ids=3, videos_per_id=2, frames=6, test_ids=1, seed=0,
+                                    progress=False)
+    return str(root)
+
+
+def write_config(tmp_path, base: dict, data_root: str, **train_overrides) -> str:
+    config = copy.deepcopy(base)
+    config['dataset_params'] = {'root_dir': data_root, 'frame_shape': [64, 64, 3], 'id_sampling': False,
+                                'augmentation_params': {'flip_param': {'horizontal_flip': True, 'time_flip': True}}}
+    config['train_params'].update(vgg19_weights='random', dataloader_workers=0, batch_size=2, num_repeats=1,
+                                  **train_overrides)
+    if 'num_tps' in config['model_params']['common_params']:
+        config['train_avd_params'] = {'num_epochs': 1, 'num_repeats': 1, 'batch_size': 2, 'dataloader_workers': 0,
+                                      'checkpoint_freq': 1, 'epoch_milestones': [], 'lr': 1e-3, 'lambda_shift': 1,
+                                      'random_scale': 0.25}
+    config['reconstruction_params'] = {'num_videos': 1, 'format': '.mp4'}
+    path = tmp_path / 'config.yaml'
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def only_run_dir(log_dir) -> str:
+    (name,) = os.listdir(log_dir)
+    return os.path.join(log_dir, name)
+
+
+def log_lines(run_dir) -> list[str]:
+    with open(os.path.join(run_dir, 'log.txt')) as f:
+        return f.read().splitlines()
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
+def test_train_checkpoint_and_resume(tmp_path, data_root, base):
+    config = write_config(tmp_path, base, data_root, num_epochs=2, epoch_milestones=[1])
+    log_dir = tmp_path / 'log'
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
+    run_dir = only_run_dir(log_dir)
+    lines = log_lines(run_dir)
+    assert [line[:10] for line in lines] == ['00000000) ', '00000001) ']
+    for line in lines:      # every loss finite
+        values = [float(part.split(' - ')[1]) for part in line[10:].split('; ')]
+        assert values and all(v == v and abs(v) < 1e6 for v in values), line
+    for name in ('last.pth.tar', '00000000-checkpoint.pth.tar', '00000001-checkpoint.pth.tar'):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+
+    last = torch.load(os.path.join(run_dir, 'last.pth.tar'), weights_only=True)
+    assert last['epoch'] == 1
+    import modules
+    from modules.checkpoint import load_models
+    cfg = modules.load_config(config)
+    load_models(os.path.join(run_dir, 'last.pth.tar'), modules.build_models(cfg), cfg)   # strict, official keys
+    opt_key = 'optimizer_generator' if 'num_kp' in base['model_params']['common_params'] else 'optimizer'
+    steps_before = max(s['step'] for s in last[opt_key]['state'].values())
+
+    # Resume: continues at epoch 2 with the decayed learning rate and the optimizer's state.
+    config3 = write_config(tmp_path, base, data_root, num_epochs=3, epoch_milestones=[1])
+    assert run.main(['--config', config3, '--log_dir', str(log_dir),
+                     '--checkpoint', os.path.join(run_dir, 'last.pth.tar')]) == 0
+    lines = log_lines(run_dir)
+    assert [line[:10] for line in lines] == ['00000000) ', '00000001) ', '00000002) ']
+    resumed = torch.load(os.path.join(run_dir, 'last.pth.tar'), weights_only=True)
+    assert resumed['epoch'] == 2
+    group = resumed[opt_key]['param_groups'][0]
+    assert group['lr'] == pytest.approx(group['initial_lr'] * 0.1)        # past the milestone
+    assert max(s['step'] for s in resumed[opt_key]['state'].values()) > steps_before
+
+
+def test_train_avd_and_reconstruction(tmp_path, data_root):
+    config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1)
+    log_dir = tmp_path / 'log'
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
+    ckpt = os.path.join(only_run_dir(log_dir), 'last.pth.tar')
+    before = torch.load(ckpt, weights_only=True)['avd_network']
+    avd_dir = tmp_path / 'avd'
+    assert run.main(['--config', config, '--mode', 'train_avd', '--checkpoint', ckpt, '--log_dir', str(avd_dir)]) == 0
+    after = torch.load(os.path.join(only_run_dir(avd_dir), 'last.pth.tar'), weights_only=True)['avd_network']
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+    rec_dir = tmp_path / 'rec'
+    assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', ckpt,
+                     '--log_dir', str(rec_dir)]) == 0
+    out = os.path.join(only_run_dir(rec_dir), 'reconstruction')
+    metrics = json.load(open(os.path.join(out, 'metrics.json')))
+    assert metrics['num_videos'] == 1 and metrics['num_frames'] == 6
+    assert 0 < metrics['l1'] < 1 and 0 <= metrics['l1_copy_source_baseline'] < 1
+    assert os.listdir(os.path.join(out, 'png'))
+
+
+def test_train_avd_needs_checkpoint(tmp_path, data_root, capsys):
+    config = write_config(tmp_path, TINY_TPS, data_root)
+    assert run.main(['--config', config, '--mode', 'train_avd', '--log_dir', str(tmp_path)]) == 2
+    assert 'checkpoint' in capsys.readouterr().err
+
+
+def test_bad_config_is_one_clear_error(tmp_path, capsys):
+    path = tmp_path / 'bad.yaml'
+    path.write_text('model_params: {common_params: {num_kp: 3}}\n')
+    assert run.main(['--config', str(path), '--log_dir', str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, config_path: str, out_dir: str):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
+    import modules
+    import train
+    from frames_dataset import build_dataset
+    torch.manual_seed(rank)          # different initial weights per rank: the broadcast must fix it
+    config = modules.load_config(config_path)
+    models = modules.build_models(config)
+    dataset = build_dataset(config['dataset_params'], is_train=True)
+    train.train(config, models, dataset, os.path.join(out_dir, 'log'), torch.device('cpu'),
+                dist=train.Dist(rank=rank, world_size=world))
+    torch.save({k: m.state_dict() for k, m in models.items()}, os.path.join(out_dir, f'rank{rank}.pt'))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
+def test_ddp_two_processes_keep_identical_weights(tmp_path, data_root, base):
+    config = write_config(tmp_path, base, data_root, num_epochs=1, batch_size=4)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
+    b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
+    initial = __import__('modules').build_models(__import__('modules').load_config(config))
+    changed = False
+    for net in a:
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f'{net}.{k} differs between ranks'
+            if a[net][k].is_floating_point() and not torch.equal(a[net][k], initial[net].state_dict()[k]):
+                changed = True
+    assert changed, 'training did not change the weights'
+    assert os.path.isfile(tmp_path / 'log' / 'last.pth.tar')     # rank 0 wrote it
