@@ -165,6 +165,21 @@ def step_phase(phase: Phase, batch: dict, epoch: int, models: dict, train_params
     return {k: float(v.mean().detach()) for k, v in losses.items()}, generated
 
 
+def average_buffers(models: dict, dist: Dist) -> None:
+    """Average BatchNorm running statistics over ranks. SyncBatchNorm (CUDA) keeps them equal;
+    plain BatchNorm (CPU/gloo) updates them from each rank's local batch, and checkpoints and
+    evaluation must not depend on which rank wrote them."""
+    if not dist.enabled:
+        return
+    for m in models.values():
+        for name, buf in m.named_buffers():
+            if buf.is_floating_point():
+                torch.distributed.all_reduce(buf.data)
+                buf.data /= dist.world_size
+            elif name.endswith('num_batches_tracked'):
+                torch.distributed.broadcast(buf.data, src=0)
+
+
 def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -231,6 +246,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                 for phase in phases:
                     for sched in phase.schedulers.values():
                         sched.step()
+            average_buffers(models, dist)
             lrs = {f'lr/{k}': o.param_groups[0]['lr'] for k, o in optimizers.items()}
             logger.log_epoch(epoch, checkpoint_objects, inp=batch, out=generated, extra_scalars=lrs)
             last_save = time.monotonic()

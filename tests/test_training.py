@@ -29,8 +29,8 @@ def write_config(tmp_path, base: dict, data_root: str, **train_overrides) -> str
     config = copy.deepcopy(base)
     config['dataset_params'] = {'root_dir': data_root, 'frame_shape': [64, 64, 3], 'id_sampling': False,
                                 'augmentation_params': {'flip_param': {'horizontal_flip': True, 'time_flip': True}}}
-    config['train_params'].update(vgg19_weights='random', dataloader_workers=0, batch_size=2, num_repeats=1,
-                                  **train_overrides)
+    config['train_params'].update({'vgg19_weights': 'random', 'dataloader_workers': 0, 'batch_size': 2,
+                                   'num_repeats': 1, **train_overrides})
     if 'num_tps' in config['model_params']['common_params']:
         config['train_avd_params'] = {'num_epochs': 1, 'num_repeats': 1, 'batch_size': 2, 'dataloader_workers': 0,
                                       'checkpoint_freq': 1, 'epoch_milestones': [], 'lr': 1e-3, 'lambda_shift': 1,
