@@ -107,6 +107,12 @@ def test_train_avd_and_reconstruction(tmp_path, data_root):
     assert 0 < metrics['l1'] < 1 and 0 <= metrics['l1_copy_source_baseline'] < 1
     assert os.listdir(os.path.join(out, 'png'))
 
+    anim_dir = tmp_path / 'anim'
+    assert run.main(['--config', config, '--mode', 'animate', '--checkpoint', ckpt, '--log_dir', str(anim_dir)]) == 0
+    videos = os.listdir(os.path.join(only_run_dir(anim_dir), 'animation'))
+    # two test videos: all four (driving, source) pairs, as PairedDataset draws without a csv
+    assert sorted(videos) == sorted(f'{d}-{s}.mp4' for d in ('id002#000', 'id002#001') for s in ('id002#000', 'id002#001'))
+
 
 def test_train_avd_needs_checkpoint(tmp_path, data_root, capsys):
     config = write_config(tmp_path, TINY_TPS, data_root)
