@@ -50,7 +50,7 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                logger.log_iter({'rec_kp': float(loss)}, step)
+                logger.log_iter({'rec_kp': loss.item()}, step)
                 step += 1
             scheduler.step()
             logger.log_epoch(epoch, objects)
