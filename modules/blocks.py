@@ -66,7 +66,7 @@ class UpBlock2d(SameBlock2d):
         return super().forward(F.interpolate(x, scale_factor=2))
 
 
-def _level_features(block_expansion: int, max_features: int, level: int) -> int:
+def level_features(block_expansion: int, max_features: int, level: int) -> int:
     return min(max_features, block_expansion * (2 ** level))
 
 
@@ -77,8 +77,8 @@ class Encoder(nn.Module):
                  norm: NormFactory = batch_norm):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(in_features if i == 0 else _level_features(block_expansion, max_features, i),
-                        _level_features(block_expansion, max_features, i + 1), norm=norm)
+            DownBlock2d(in_features if i == 0 else level_features(block_expansion, max_features, i),
+                        level_features(block_expansion, max_features, i + 1), norm=norm)
             for i in range(num_blocks))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -100,8 +100,8 @@ class Decoder(nn.Module):
         super().__init__()
         blocks, self.out_channels = [], []
         for i in reversed(range(num_blocks)):
-            in_filters = (1 if i == num_blocks - 1 else 2) * _level_features(block_expansion, max_features, i + 1)
-            out_filters = _level_features(block_expansion, max_features, i)
+            in_filters = (1 if i == num_blocks - 1 else 2) * level_features(block_expansion, max_features, i + 1)
+            out_filters = level_features(block_expansion, max_features, i)
             blocks.append(UpBlock2d(in_filters, out_filters, norm=norm))
             skip = in_features if i == 0 else out_filters
             self.out_channels.append(out_filters + skip)

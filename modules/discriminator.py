@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import _level_features
+from .blocks import level_features
 from .geometry import keypoints_to_gaussian
 
 
@@ -44,11 +44,11 @@ class Discriminator(nn.Module):
                  kp_variance: float = 0.01):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DiscriminatorBlock(num_channels + num_kp * use_kp if i == 0 else _level_features(block_expansion, max_features, i),
-                               _level_features(block_expansion, max_features, i + 1),
+            DiscriminatorBlock(num_channels + num_kp * use_kp if i == 0 else level_features(block_expansion, max_features, i),
+                               level_features(block_expansion, max_features, i + 1),
                                norm=i != 0, pool=i != num_blocks - 1, sn=sn)
             for i in range(num_blocks))
-        self.conv = nn.Conv2d(_level_features(block_expansion, max_features, num_blocks), 1, kernel_size=1)
+        self.conv = nn.Conv2d(level_features(block_expansion, max_features, num_blocks), 1, kernel_size=1)
         if sn:
             self.conv = nn.utils.spectral_norm(self.conv)
         self.use_kp = use_kp

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, _level_features, instance_norm
+from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, level_features, instance_norm
 from .dense_motion import FommDenseMotionNetwork
 from .geometry import warp
 
@@ -32,7 +32,7 @@ class FommGenerator(nn.Module):
                                                             estimate_occlusion_map=estimate_occlusion_map,
                                                             **dense_motion_params)
                                      if dense_motion_params is not None else None)
-        feats = lambda level: _level_features(block_expansion, max_features, level)  # noqa: E731
+        feats = lambda level: level_features(block_expansion, max_features, level)  # noqa: E731
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         self.down_blocks = nn.ModuleList(DownBlock2d(feats(i), feats(i + 1)) for i in range(num_down_blocks))
         self.up_blocks = nn.ModuleList(UpBlock2d(feats(num_down_blocks - i), feats(num_down_blocks - i - 1))
@@ -89,7 +89,7 @@ class TpsInpaintingNetwork(nn.Module):
         super().__init__()
         self.num_down_blocks = num_down_blocks
         self.multi_mask = multi_mask
-        feats = lambda level: _level_features(block_expansion, max_features, level)  # noqa: E731
+        feats = lambda level: level_features(block_expansion, max_features, level)  # noqa: E731
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3, norm=instance_norm)
         down, up, res = [], [], []
         for i in range(num_down_blocks):
