@@ -4,9 +4,15 @@
     python benchmarks/bench_train.py --config config/fomm/vox-256.yaml --random_data --batch_size 4
 
 `--random_data` feeds random frames at the config's size (no data set needed: the model cost
-alone); otherwise batches come from the config's data set through the real DataLoader, so the
-decode cost of PNG folders vs mp4 shows. The first `--warmup` iterations are not timed.
-Prints the median over the timed iterations.
+alone); otherwise batches come from the config's data set (or `--root_dir`) through the real
+DataLoader, and the time spent waiting for the next batch is counted and reported separately, so a
+slow format shows. `--data_only` times the loader alone (no model), which is how to compare PNG
+folders with mp4 files:
+
+    python benchmarks/bench_train.py --config config/fomm/vox-256.yaml --root_dir data/vox-png --data_only
+    python benchmarks/bench_train.py --config config/fomm/vox-256.yaml --root_dir data/vox-mp4 --data_only
+
+The first `--warmup` iterations are not timed. Prints medians over the timed iterations.
 """
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ def main(argv=None) -> int:
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--random_data', action='store_true')
+    p.add_argument('--root_dir', default=None, help='data set folder (default: the config\'s root_dir)')
+    p.add_argument('--data_only', action='store_true', help='time the data loader alone')
     p.add_argument('--size', type=int, default=None, help='frame size for --random_data (default: config)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--workers', type=int, default=None)
@@ -40,15 +48,19 @@ def main(argv=None) -> int:
     config = load_config(args.config)
     params = config['train_params']
     params.setdefault('vgg19_weights', 'random')
+    if args.root_dir:
+        config['dataset_params']['root_dir'] = args.root_dir
     if args.batch_size:
         params['batch_size'] = args.batch_size
     if args.workers is not None:
         params['dataloader_workers'] = args.workers
     device = torch.device(args.device)
+    b = params['batch_size']
+    if args.data_only:
+        return time_loader(config, params, args)
     models = {k: m.to(device).train() for k, m in build_models(config).items()}
     optimizers = train.build_optimizers(models, params)
     phases = train.build_phases(models, params, optimizers, 0, device, train.Dist(), None)
-    b = params['batch_size']
     if args.random_data:
         shape = config['dataset_params'].get('frame_shape') or [256, 256, 3]
         h = w = args.size or shape[0]
@@ -56,12 +68,11 @@ def main(argv=None) -> int:
     else:
         dataset = DatasetRepeater(build_dataset(config['dataset_params'], is_train=True), 1000)
         batches = iter(train.make_loader(dataset, params, train.Dist()))
-    times = []
+    times, waits = [], []
     for i in range(args.warmup + args.iters):
-        batch = train.to_device(next(batches), device)
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
         start = time.perf_counter()
+        batch = train.to_device(next(batches), device)   # waiting here = the loader is the bottleneck
+        waited = time.perf_counter() - start
         generated = None
         for phase in phases:
             _, generated = train.step_phase(phase, batch, 0, models, params, generated)
@@ -69,13 +80,32 @@ def main(argv=None) -> int:
             torch.cuda.synchronize()
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
-    # Data time is included when reading from disk: next(batches) is outside the timer, but a
-    # loader with workers prefetches, so a slow format shows as waiting there; report both.
+            waits.append(waited)
     sec = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = f', peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB' if device.type == 'cuda' else ''
-    print(f'{args.config} batch {b} on {device} ({torch.get_num_threads()} threads): {sec:.3f} s/iter, '
+    data = '' if args.random_data else f' (of which waiting for data {statistics.median(waits):.3f} s)'
+    print(f'{args.config} batch {b} on {device} ({torch.get_num_threads()} threads): {sec:.3f} s/iter{data}, '
           f'{b / sec:.1f} samples/s, peak RSS {rss:.0f} MiB{gpu}')
+    return 0
+
+
+def time_loader(config: dict, params: dict, args) -> int:
+    """Batches per second of the training DataLoader alone (decode + augment + collate)."""
+    import train
+    from frames_dataset import DatasetRepeater, build_dataset
+    dataset = DatasetRepeater(build_dataset(config['dataset_params'], is_train=True), 1000)
+    batches = iter(train.make_loader(dataset, params, train.Dist()))
+    for _ in range(args.warmup):
+        next(batches)
+    start = time.perf_counter()   # workers prefetch, so the mean over many batches is the honest rate
+    for _ in range(args.iters):
+        next(batches)
+    sec = (time.perf_counter() - start) / args.iters
+    b = params['batch_size']
+    root = config['dataset_params']['root_dir']
+    print(f'{root}: data loader alone, batch {b}, {params.get("dataloader_workers", 0)} workers: '
+          f'{sec:.3f} s/batch, {b / sec:.1f} samples/s')
     return 0
 
 

@@ -6,6 +6,7 @@ The trainer sums the returned losses (detectron2 style); every equation lives in
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -81,10 +82,11 @@ class Vgg19(nn.Module):
     def train(self, mode: bool = True):
         return super().train(False)   # always a fixed feature extractor
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, depth: int = 5) -> list[torch.Tensor]:
+        """The first `depth` feature maps (a loss that weights deeper layers 0 need not pay for them)."""
         out = (x - self.mean) / self.std
         feats, start = [], 0
-        for end in self.slice_ends:
+        for end in self.slice_ends[:depth]:
             for layer in self.features[start:end]:
                 out = layer(out)
             feats.append(out)
@@ -228,7 +230,10 @@ class GeneratorFullModel(nn.Module):
         pyr_real, pyr_gen = self.pyramid(real), self.pyramid(generated)
         losses = {}
         if self.vgg is not None:
-            losses['perceptual'] = L.perceptual_pyramid_loss(self.vgg, pyr_real, pyr_gen, self.scales,
+            # Only the VGG layers up to the deepest non-zero weight are computed (same value).
+            depth = max(i + 1 for i, w in enumerate(self.weights.perceptual) if w != 0)
+            features = functools.partial(self.vgg, depth=depth) if depth < 5 else self.vgg
+            losses['perceptual'] = L.perceptual_pyramid_loss(features, pyr_real, pyr_gen, self.scales,
                                                              self.weights.perceptual)
         return losses, pyr_real, pyr_gen
 

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 import modules
+from modules import losses as L
 from modules.blocks import AntiAliasInterpolation2d
 from modules.dense_motion import TpsDenseMotionNetwork
 from modules.geometry import (apply_tps, fit_tps, heatmap_to_keypoints, keypoints_to_gaussian,
@@ -788,3 +789,23 @@ def test_official_configs_load_cleanly(path):
     config = modules.load_config(str(path))
     assert config.path == str(path)
     assert modules.family_of_config(config).name == path.parent.name
+
+
+def test_perceptual_loss_skips_zero_weighted_vgg_layers(random_vgg):
+    # weights [1, 1, 0, 0, 0]: only relu1_1 and relu2_1 are computed, and the loss is the one
+    # the full five-layer pass gives
+    config = tiny_config('tiny/fomm')
+    tp = config['train_params']
+    tp['loss_weights']['perceptual'] = [1.0, 2.0, 0, 0, 0]
+    full = GeneratorFullModel(modules.build_models(config), tp, vgg=random_vgg)
+    images = random_images(2, 64, seed=3)
+    calls = []
+    hook = random_vgg.features[7].register_forward_hook(lambda *a: calls.append(1))   # first layer of slice 3
+    try:
+        losses, pyr_real, pyr_gen = full.perceptual(images[:1], images[1:])
+    finally:
+        hook.remove()
+    assert not calls
+    everything = L.perceptual_pyramid_loss(random_vgg, pyr_real, pyr_gen, full.scales, [1.0, 2.0, 0, 0, 0])
+    assert torch.equal(losses['perceptual'], everything)
+    assert len(random_vgg(images[:1])) == 5 and len(random_vgg(images[:1], depth=2)) == 2
