@@ -76,8 +76,9 @@ def describe_size(ckpt: dict) -> str:
         if checkpoint_family(ckpt) == 'fomm':
             kp = _strip_prefix(ckpt['kp_detector'])
             jac = 'with' if 'jacobian.weight' in kp else 'without'
-            return (f"FOMM, num_kp={kp['kp.weight'].shape[0]}, {jac} jacobians, "
-                    f"kp block_expansion={kp['predictor.encoder.down_blocks.0.conv.weight'].shape[0]}")
+            # the first down block of the hourglass outputs 2 * block_expansion channels
+            expansion = kp['predictor.encoder.down_blocks.0.conv.weight'].shape[0] // 2
+            return f"FOMM, num_kp={kp['kp.weight'].shape[0]}, {jac} jacobians, kp block_expansion={expansion}"
         if checkpoint_family(ckpt) == 'tps':
             kp = _strip_prefix(ckpt['kp_detector'])
             return f"TPSMM, num_tps={kp['fg_encoder.fc.weight'].shape[0] // 10}, bg={'bg_predictor' in ckpt}"

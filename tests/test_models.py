@@ -809,3 +809,15 @@ def test_perceptual_loss_skips_zero_weighted_vgg_layers(random_vgg):
     everything = L.perceptual_pyramid_loss(random_vgg, pyr_real, pyr_gen, full.scales, [1.0, 2.0, 0, 0, 0])
     assert torch.equal(losses['perceptual'], everything)
     assert len(random_vgg(images[:1])) == 5 and len(random_vgg(images[:1], depth=2)) == 2
+
+
+def test_checkpoint_description_reads_the_config_back():
+    # the one-line diagnosis of a checkpoint that does not fit states the sizes it was made with
+    from modules.checkpoint import describe_size
+    config = tiny_config('tiny/fomm')
+    models = modules.build_models(config)
+    ckpt = {k: m.state_dict() for k, m in models.items()}
+    kp = config['model_params']['kp_detector_params']
+    num_kp = config['model_params']['common_params']['num_kp']
+    assert describe_size(ckpt) == (f"FOMM, num_kp={num_kp}, with jacobians, "
+                                   f"kp block_expansion={kp['block_expansion']}")
