@@ -49,6 +49,19 @@ def expand_batch(x, batch: int):
     return x.expand(batch, *x.shape[1:])
 
 
+def store_convolutions_bf16(model: torch.nn.Module) -> None:
+    """Keep convolution weights in bfloat16, channels-last, in place (CPU bf16 inference).
+
+    Autocast alone would re-cast every fp32 weight on every call, and oneDNN's fast bf16
+    convolutions want channels-last; with both done once, convolutions run about twice as fast
+    as fp32 on CPUs with AVX512-BF16. Everything else (norms, softmax, grid_sample, the small
+    linear algebra) stays in fp32 under autocast's rules.
+    """
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+
+
 class Animator:
     """Networks of one family in eval mode, ready to animate; see the module docstring."""
 
@@ -63,6 +76,9 @@ class Animator:
             raise ValueError('fp16 needs a CUDA device; use bf16 on the CPU')
         self.precision = precision
         self.models = {k: m.to(self.device).eval() for k, m in models.items() if k not in ('discriminator', 'bg_predictor')}
+        if precision == 'bf16' and self.device.type == 'cpu':
+            for model in self.models.values():
+                store_convolutions_bf16(model)
         self.frame_size = frame_shape_of(config)
 
     @classmethod
