@@ -78,7 +78,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -440,16 +440,27 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
 # --example
 # ----------------------------------------------------------------------------------------------
 
-def example_inputs(num_frames: int = 64, size: int = EXAMPLE_SIZE, seed: int = EXAMPLE_SEED):
-    """(source uint8 (H, W, 3), driving uint8 (T, H, W, 3)) of one held-out synthetic identity:
-    the source is the first frame of another clip of the same identity, so it shows the same
-    figure in a different pose. Deterministic; the seed is apart from the training set's."""
+class Example(NamedTuple):
+    source: np.ndarray     # uint8 (H, W, 3): identity A, first frame of `expected`
+    driving: np.ndarray    # uint8 (T, H, W, 3): identity B performing motion M
+    expected: np.ndarray   # uint8 (T, H, W, 3): identity A performing the same motion M
+
+
+def example_inputs(num_frames: int = 64, size: int = EXAMPLE_SIZE, seed: int = EXAMPLE_SEED) -> Example:
+    """The bundled example: two held-out synthetic identities perform the same motion.
+
+    The driving clip shows identity B; the source is identity A in the clip's first pose. The
+    generator can render A performing the same motion, so relative motion transfer has an exact
+    answer, `expected`, and the result can be scored against it. Deterministic; the seed is apart
+    from the training set's."""
     from synthetic_data import make_video, sample_identity
     rng = np.random.default_rng(seed)
-    identity = sample_identity(rng)
-    driving = make_video(rng, identity, num_frames=num_frames, size=size)
-    source = make_video(rng, identity, num_frames=1, size=size)[0]
-    return source, driving
+    source_identity, driving_identity = sample_identity(rng), sample_identity(rng)
+    motion_seed = int(rng.integers(2**31))
+    # The motion is drawn from its own generator, in the same order whatever the identity.
+    driving = make_video(np.random.default_rng(motion_seed), driving_identity, num_frames=num_frames, size=size)
+    expected = make_video(np.random.default_rng(motion_seed), source_identity, num_frames=num_frames, size=size)
+    return Example(expected[0], driving, expected)
 
 
 def side_by_side(source: np.ndarray, driving: np.ndarray, result: np.ndarray, zoom: int = EXAMPLE_ZOOM) -> np.ndarray:
@@ -477,28 +488,38 @@ def make_example(args: argparse.Namespace) -> int:
     if args.example_frames < 2:
         raise DemoError(f'--example_frames {args.example_frames}: need at least 2 frames')
     out = args.example_dir
-    source, driving = example_inputs(args.example_frames)
+    source, driving, expected = example_inputs(args.example_frames)
     source_path = os.path.join(out, 'source.png')
     driving_path = os.path.join(out, 'driving.mp4')
     with atomic_path(source_path) as tmp:
         Image.fromarray(source).save(tmp)
     with VideoWriter(driving_path, fps=FPS, crf=10) as writer:   # near lossless
         writer.write(driving)
-    print(f'generated {_shown(source_path)} and {_shown(driving_path)} ({len(driving)} frames, synthetic '
-          f'identity seed {EXAMPLE_SEED}, not in the training set)')
+    print(f'generated {_shown(source_path)} and {_shown(driving_path)} ({len(driving)} frames: two synthetic '
+          f'identities not in the training set, doing the same motion; seed {EXAMPLE_SEED})')
 
     args.source_image, args.driving_video = source_path, driving_path
     args.result_video = os.path.join(out, 'result.mp4')
     sbs_path = os.path.join(out, 'side-by-side.mp4')
     source_float = source.astype(np.float32) / 255
+    expected_float = expected.astype(np.float32) / 255
+    errors = {'result': [], 'source': []}   # per-frame L1 against `expected`
     with VideoWriter(sbs_path, fps=FPS) as sbs:
         def on_batch(driving_batch: np.ndarray, result_batch: np.ndarray) -> None:
             shape = driving_batch.shape[1:3]
             src = source_float if source_float.shape[:2] == shape else load_image(source_path, size=shape)
             sbs.write(side_by_side(src, driving_batch, result_batch))
+            if shape == expected_float.shape[1:3]:
+                start = len(errors['result'])
+                target = expected_float[start:start + len(result_batch)]
+                errors['result'] += list(np.abs(result_batch - target).mean(axis=(1, 2, 3)))
+                errors['source'] += list(np.abs(source_float - target).mean(axis=(1, 2, 3)))
         animate_files(args, config_path=config, checkpoint_path=checkpoint, on_batch=on_batch,
                       mode_override=('relative', False))
     print(f'wrote {_shown(sbs_path)} (source | driving | result, x{EXAMPLE_ZOOM})')
+    if errors['result']:
+        print(f"mean L1 to the exact answer (identity A doing the driving motion): result "
+              f"{np.mean(errors['result']):.4f}, a still source image {np.mean(errors['source']):.4f}")
     print(f'\nExample outputs are in {_shown(out)}/: source.png, driving.mp4, result.mp4, side-by-side.mp4.')
     print('To animate your own photo with an official checkpoint (see README for where to get them):')
     print(f'  {OFFICIAL_EXAMPLE}')

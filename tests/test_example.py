@@ -1,9 +1,12 @@
 """`make demo`'s path with the bundled model: the motion of the driving clip is transferred.
 
 The bundled checkpoint (checkpoints/synthetic-fomm-64.pth.tar) was trained on the synthetic
-data set; the sample is a held-out identity generated on the fly. Motion transfer is measured
-with the model's own keypoint detector: the result's keypoints must follow the driving frames'
-keypoints (relative to the first frame) better than the static source's keypoints do.
+data set; the sample is two held-out identities generated on the fly, doing the same motion, so
+the animation has an exact answer (identity A doing identity B's motion). Motion transfer is
+measured twice: with the model's own keypoint detector (the result's keypoints must follow the
+driving frames' keypoints better than the static source's do) and, independently of the model,
+in pixels against the exact answer (the result must be clearly closer to it than the still
+source is).
 """
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 import demo
 from animate import Animator, to_tensor
@@ -28,13 +30,26 @@ def animator():
     return Animator.from_files(CONFIG, CHECKPOINT)
 
 
-def test_example_transfers_motion(animator):
-    torch.manual_seed(0)
-    source, driving = demo.example_inputs(num_frames=16)
-    source = source.astype(np.float32) / 255
-    driving = driving.astype(np.float32) / 255
+@pytest.fixture(scope='module')
+def example(animator):
+    source, driving, expected = (x.astype(np.float32) / 255 for x in demo.example_inputs(num_frames=16))
     result = np.concatenate(list(animator.animate(source, [driving[:8], driving[8:]], mode='relative')))
     assert result.shape == driving.shape
+    return source, driving, expected, result
+
+
+@pytest.mark.xfail(strict=True, reason='the bundled model is undertrained (checkpoints/README.md): its result is '
+                   'still further from the exact answer than the still source is (0.040 vs 0.029 L1). '
+                   'strict: once a better model passes, this marker must go')
+def test_example_matches_the_exact_answer(example):
+    source, _, expected, result = example
+    err_result = np.abs(result - expected)[1:].mean()
+    err_static = np.abs(source - expected)[1:].mean()
+    assert err_result < 0.8 * err_static, (err_result, err_static)
+
+
+def test_example_transfers_motion(animator, example):
+    _, driving, _, result = example
 
     kp = lambda frames: animator.keypoints(to_tensor(frames, 'cpu'))['value'].numpy()   # noqa: E731
     kp_driving, kp_result = kp(driving), kp(result)
