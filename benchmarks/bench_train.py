@@ -43,7 +43,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import train
-    from frames_dataset import DatasetRepeater, build_dataset
     from modules import build_models, load_config
     config = load_config(args.config)
     params = config['train_params']
@@ -66,8 +65,7 @@ def main(argv=None) -> int:
         h = w = args.size or shape[0]
         batches = iter(lambda: {'source': torch.rand(b, 3, h, w), 'driving': torch.rand(b, 3, h, w)}, None)
     else:
-        dataset = DatasetRepeater(build_dataset(config['dataset_params'], is_train=True), 1000)
-        batches = iter(train.make_loader(dataset, params, train.Dist()))
+        batches = training_batches(config, params)
     times, waits = [], []
     for i in range(args.warmup + args.iters):
         start = time.perf_counter()
@@ -90,12 +88,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def time_loader(config: dict, params: dict, args) -> int:
-    """Batches per second of the training DataLoader alone (decode + augment + collate)."""
+def training_batches(config: dict, params: dict):
+    """An endless iterator over the training DataLoader, as train.py builds it."""
     import train
     from frames_dataset import DatasetRepeater, build_dataset
     dataset = DatasetRepeater(build_dataset(config['dataset_params'], is_train=True), 1000)
-    batches = iter(train.make_loader(dataset, params, train.Dist()))
+    return iter(train.make_loader(dataset, params, train.Dist()))
+
+
+def time_loader(config: dict, params: dict, args) -> int:
+    """Batches per second of the training DataLoader alone (decode + augment + collate)."""
+    batches = training_batches(config, params)
     for _ in range(args.warmup):
         next(batches)
     start = time.perf_counter()   # workers prefetch, so the mean over many batches is the honest rate

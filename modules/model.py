@@ -214,6 +214,8 @@ class GeneratorFullModel(nn.Module):
         self.vgg = None
         if sum(self.weights.perceptual) != 0:
             self.vgg = vgg if vgg is not None else Vgg19.from_setting(train_params.get('vgg19_weights'))
+            # VGG layers past the deepest non-zero weight are not computed (the loss is the same)
+            self.vgg_depth = max(i + 1 for i, w in enumerate(self.weights.perceptual) if w != 0)
 
     @staticmethod
     def num_channels(models: dict) -> int:
@@ -230,9 +232,7 @@ class GeneratorFullModel(nn.Module):
         pyr_real, pyr_gen = self.pyramid(real), self.pyramid(generated)
         losses = {}
         if self.vgg is not None:
-            # Only the VGG layers up to the deepest non-zero weight are computed (same value).
-            depth = max(i + 1 for i, w in enumerate(self.weights.perceptual) if w != 0)
-            features = functools.partial(self.vgg, depth=depth) if depth < 5 else self.vgg
+            features = functools.partial(self.vgg, depth=self.vgg_depth)
             losses['perceptual'] = L.perceptual_pyramid_loss(features, pyr_real, pyr_gen, self.scales,
                                                              self.weights.perceptual)
         return losses, pyr_real, pyr_gen
