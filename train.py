@@ -147,6 +147,11 @@ def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch
 
 def step_phase(phase: Phase, batch: dict, epoch: int, models: dict, train_params: dict, generated=None):
     """Forward, sum of named losses, backward, clip, step. Returns (loss values, generated)."""
+    # The generator phase also back-propagates into the discriminator (GAN and feature-matching
+    # losses); those gradients must not reach the discriminator's own step (the references zero
+    # them first), so every phase starts from clean gradients of the networks it steps.
+    for opt in phase.optimizers.values():
+        opt.zero_grad(set_to_none=True)
     if phase.name == 'discriminator':
         losses = phase.model(batch, generated)
     else:

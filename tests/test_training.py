@@ -166,3 +166,40 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path, data_root, base):
                 changed = True
     assert changed, 'training did not change the weights'
     assert os.path.isfile(tmp_path / 'log' / 'last.pth.tar')     # rank 0 wrote it
+
+
+def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
+    """The generator phase leaves gradients on the discriminator (GAN and feature-matching terms);
+    the discriminator's step must see only its own loss's gradients, as in the reference."""
+    from conftest import tiny_config
+    from modules import build_models
+    from train import Dist, build_optimizers, build_phases, step_phase
+    config = tiny_config('tiny/fomm')
+    train_params = config['train_params']
+    train_params['vgg19_weights'] = 'random'
+    torch.manual_seed(0)
+    models = build_models(config)
+    optimizers = build_optimizers(models, train_params)
+    generator_phase, discriminator_phase = build_phases(models, train_params, optimizers, 0, torch.device('cpu'),
+                                                        Dist(), None)
+    models['discriminator'].eval()    # no spectral-norm power iteration: repeated calls agree
+    batch = {'source': torch.rand(2, 3, 64, 64), 'driving': torch.rand(2, 3, 64, 64)}
+    _, generated = step_phase(generator_phase, batch, 0, models, train_params)
+    params = list(models['discriminator'].parameters())
+    left_over = [p.grad for p in params]
+    assert any(g is not None and g.abs().sum() > 0 for g in left_over)   # else this test proves nothing
+
+    for p in params:
+        p.grad = None
+    sum(v.mean() for v in discriminator_phase.model(batch, generated).values()).backward()
+    expected = [p.grad.clone() for p in params]
+    for p, g in zip(params, left_over):
+        p.grad = g
+
+    seen = []
+    discriminator_phase.optimizers['optimizer_discriminator'].step = \
+        lambda: seen.extend(p.grad.clone() for p in params)
+    step_phase(discriminator_phase, batch, 0, models, train_params, generated)
+    assert len(seen) == len(expected)
+    for got, want in zip(seen, expected):
+        torch.testing.assert_close(got, want)
