@@ -1,10 +1,11 @@
 """Shrink a training checkpoint to what animation needs, in the official layout.
 
-    python scripts/export_checkpoint.py log/<run>/last.pth.tar checkpoints/model.pth.tar [--half]
+    python scripts/export_checkpoint.py log/<run>/last.pth.tar checkpoints/model.pth.tar [--half] [--drop avd_network]
 
 Keeps the networks demo.py loads (FOMM: kp_detector, generator; TPSMM: kp_detector,
 dense_motion_network, inpainting_network, avd_network) and the epoch; drops optimizers,
-schedulers and the discriminator. --half stores float tensors as float16 (they load back into
+schedulers and the discriminator. --drop leaves out named networks too (e.g. an untrained AVD
+network, which relative and standard animation never use). --half stores float tensors as float16 (they load back into
 float32 networks; the rounding is far below 1/255 on the output).
 """
 from __future__ import annotations
@@ -27,9 +28,10 @@ def main(argv=None) -> int:
     p.add_argument('source')
     p.add_argument('destination')
     p.add_argument('--half', action='store_true')
+    p.add_argument('--drop', action='append', default=[], choices=KEEP, help='leave this network out (repeatable)')
     args = p.parse_args(argv)
     ckpt = read_checkpoint(args.source)
-    out = {k: ckpt[k] for k in KEEP if k in ckpt}
+    out = {k: ckpt[k] for k in KEEP if k in ckpt and k not in args.drop}
     if args.half:
         out = {k: {n: t.half() if t.is_floating_point() else t for n, t in sd.items()} for k, sd in out.items()}
     out['epoch'] = ckpt.get('epoch', -1)

@@ -472,7 +472,7 @@ def random_example_checkpoint(tmp_path_factory):
     from modules import build_models, load_config
     torch.manual_seed(0)
     models = build_models(load_config(str(REPO / demo.EXAMPLE_CONFIG)))
-    path = tmp_path_factory.mktemp('ckpt') / 'random-fomm-64.pth.tar'
+    path = tmp_path_factory.mktemp('ckpt') / 'random-example.pth.tar'
     torch.save({**{k: m.state_dict() for k, m in models.items()}, 'epoch': 0}, str(path))
     return path
 
@@ -510,4 +510,4 @@ def test_example_without_its_checkpoint(capsys, tmp_path):
     assert not (tmp_path / 'ex').exists()
     if not (REPO / demo.EXAMPLE_CHECKPOINT).exists():
         code, _, err = run(capsys, '--example', '--example_dir', tmp_path / 'ex')
-        assert code == 2 and 'synthetic-fomm-64.pth.tar' in err and 'missing' in err
+        assert code == 2 and os.path.basename(demo.EXAMPLE_CHECKPOINT) in err and 'missing' in err

@@ -1,6 +1,6 @@
 """`make demo`'s path with the bundled model: the motion of the driving clip is transferred.
 
-The bundled checkpoint (checkpoints/synthetic-fomm-64.pth.tar) was trained on the synthetic
+The bundled checkpoint (demo.EXAMPLE_CHECKPOINT, a TPSMM model) was trained on the synthetic
 data set; the sample is two held-out identities generated on the fly, doing the same motion, so
 the animation has an exact answer (identity A doing identity B's motion). Motion transfer is
 measured twice: with the model's own keypoint detector (the result's keypoints must follow the
@@ -19,8 +19,8 @@ import demo
 from animate import Animator, to_tensor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'synthetic-fomm-64.pth.tar')
-CONFIG = os.path.join(ROOT, 'config', 'synthetic', 'fomm-64.yaml')
+CHECKPOINT = os.path.join(ROOT, demo.EXAMPLE_CHECKPOINT)
+CONFIG = os.path.join(ROOT, demo.EXAMPLE_CONFIG)
 
 
 @pytest.fixture(scope='module')
@@ -38,9 +38,6 @@ def example(animator):
     return source, driving, expected, result
 
 
-@pytest.mark.xfail(strict=True, reason='the bundled model is undertrained (checkpoints/README.md): its result is '
-                   'still further from the exact answer than the still source is (0.040 vs 0.029 L1). '
-                   'strict: once a better model passes, this marker must go')
 def test_example_matches_the_exact_answer(example):
     source, _, expected, result = example
     err_result = np.abs(result - expected)[1:].mean()
@@ -51,7 +48,8 @@ def test_example_matches_the_exact_answer(example):
 def test_example_transfers_motion(animator, example):
     _, driving, _, result = example
 
-    kp = lambda frames: animator.keypoints(to_tensor(frames, 'cpu'))['value'].numpy()   # noqa: E731
+    key = 'value' if animator.family == 'fomm' else 'fg_kp'     # TPSMM: 5 points per TPS transform
+    kp = lambda frames: animator.keypoints(to_tensor(frames, 'cpu'))[key].numpy()   # noqa: E731
     kp_driving, kp_result = kp(driving), kp(result)
     # Motion = keypoint displacement from the first frame. A static result (the source image
     # repeated) has zero motion, so its error is the driving motion itself.
