@@ -5,8 +5,8 @@
 Keeps the networks demo.py loads (FOMM: kp_detector, generator; TPSMM: kp_detector,
 dense_motion_network, inpainting_network, avd_network) and the epoch; drops optimizers,
 schedulers and the discriminator. --drop leaves out named networks too (e.g. an untrained AVD
-network, which relative and standard animation never use). --half stores float tensors as float16 (they load back into
-float32 networks; the rounding is far below 1/255 on the output).
+network, which relative and standard animation never use). --half stores float tensors as
+float16 (they load back into float32 networks; the rounding is far below 1/255 on the output).
 """
 from __future__ import annotations
 
