@@ -73,23 +73,47 @@ def relative_err(actual, expected) -> float:
     return abs(a - e) / max(abs(e), 1e-8)
 
 
-def grad_stat_error(grad: torch.Tensor | None, expected: torch.Tensor, shape) -> float:
-    """Relative error of a gradient's (L2 norm, sum) against the reference's.
+# Gradients below this fraction of the largest gradient norm in their network are float32
+# rounding noise around a true zero: a conv bias ahead of a BatchNorm, a heatmap bias ahead of a
+# spatial softmax. In the fixtures they sit at <= 5.1e-7 of the network's largest norm (float64
+# gives ~1e-13), every real gradient at >= 5.6e-4, so 1e-5 separates the two with room.
+GRAD_NOISE_FLOOR = 1e-5
 
-    The reference's statistics are 2e-3-relative targets, except where the expected norm is
-    below 1e-5: those gradients are numerical noise (e.g. the bias of a conv followed by a
-    normalisation, whose true gradient is 0), so there the absolute error is measured in units
-    of 1e-5 instead. NaN statistics mean "no gradient flows": a missing or all-zero gradient.
+
+def grad_noise_floors(expected: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per network (first name component): GRAD_NOISE_FLOOR x its largest expected gradient norm."""
+    floors: dict[str, float] = {}
+    for name, stats in expected.items():
+        if not torch.isnan(stats).any():
+            net = name.split('.')[0]
+            floors[net] = max(floors.get(net, 0.0), GRAD_NOISE_FLOOR * float(stats[0]))
+    return floors
+
+
+def grad_stat_error(grad: torch.Tensor | None, expected: torch.Tensor, shape, noise_floor: float) -> float:
+    """Error of a gradient's (L2 norm, sum) against the reference's, in units of its tolerance scale.
+
+    Compare the result with the relative tolerance (2e-3):
+    - NaN statistics mean "no gradient flows": ours must be missing or all zero.
+    - An expected norm below `noise_floor` is rounding noise around a true zero; ours must be
+      noise too (below the floor), and the two noises are not compared with each other.
+    - The norm is compared relative to the expected norm.
+    - The sum is compared relative to sqrt(numel) * expected norm, the largest a sum of that
+      gradient can be. For a gradient of one sign that is the sum itself (a plain relative
+      error); for one whose sum cancels to ~0 (the weights feeding a softmax over channels sum
+      to exactly zero) it keeps the float32 leftovers of the cancellation from counting as a
+      relative error of 100%. Those leftovers differ between CPUs: measured on the TPSMM fixture,
+      -6.1e-5 (the reference's machine) vs 4.1e-5 (here) vs -1e-13 (float64) for a norm of 40.7.
     """
     if torch.isnan(expected).any():
         return math.inf if grad is not None and grad.abs().sum() > 0 else 0.0
     g = grad if grad is not None else torch.zeros(shape)
-    got = torch.stack([g.norm(), g.sum()]).double()
-    expected = expected.double()
-    err = ((got - expected).abs() / (expected.abs() + 1e-6)).max().item()
-    if expected[0] < 1e-5:
-        err = min(err, (got - expected).abs().max().item() / 1e-5)
-    return err
+    norm, total = g.double().norm().item(), g.double().sum().item()
+    exp_norm, exp_sum = float(expected[0]), float(expected[1])
+    if exp_norm < noise_floor:
+        return 0.0 if norm < noise_floor else math.inf
+    sum_scale = math.sqrt(math.prod(shape)) * exp_norm
+    return max(abs(norm - exp_norm) / exp_norm, abs(total - exp_sum) / sum_scale)
 
 
 def iter_tensors(tree, prefix=''):

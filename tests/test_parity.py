@@ -2,9 +2,19 @@
 
 The same ground as ../shared/parity/check.py (see its README.md), as pytest tests, with its
 tolerances: 1e-4 absolute on eval outputs, 1e-4 relative on losses, 2e-3 relative on gradient
-statistics (absolute in units of 1e-5 where the expected norm is below 1e-5), 1e-3 absolute on
-the train-mode prediction. A few extra checks use fixture entries check.py leaves out
-(dense motion without background, the AVD prediction, the random equivariance warp on its own).
+statistics, 1e-3 absolute on the train-mode prediction. A few extra checks use fixture entries
+check.py leaves out (dense motion without background, the AVD prediction, the random
+equivariance warp on its own).
+
+Two places differ from check.py, because there the fixtures hold float32 rounding noise that
+another CPU does not reproduce (check.py passes them only on CPUs that round as the fixtures'
+machine did; on an AVX-512 Xeon, model 207, it reports 3 gradient failures, and float64 gives
+the same answer as here):
+- gradient statistics that are mathematically zero (a bias ahead of a BatchNorm, a sum over the
+  weights of a softmax's logits) are compared at a scale that ignores that noise; see
+  `conftest.grad_stat_error`;
+- the AVD prediction, made from keypoints at +-50 that make the TPS solve ill-conditioned, is
+  compared at 1e-3: the fixture itself is 2.4e-4 away from a float64 evaluation.
 
 Every checkpoint is read once per fixture (module-scoped `case`); the TPSMM one is 100 MB.
 """
@@ -24,8 +34,8 @@ from modules.checkpoint import load_models
 from modules.geometry import make_coordinate_grid, random_tps_kernel_fomm, random_tps_kernel_tpsmm
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, ImagePyramide, RandomTps
 
-from conftest import (NO_PARITY, PARITY_DIR, PARITY_FIXTURES, assert_close, grad_stat_error, load_vgg_int8,
-                      num_threads, relative_err, slice_kp)
+from conftest import (NO_PARITY, PARITY_DIR, PARITY_FIXTURES, assert_close, grad_noise_floors, grad_stat_error,
+                      load_vgg_int8, num_threads, relative_err, slice_kp)
 
 pytestmark = [pytest.mark.skipif(not PARITY_DIR.is_dir(), reason=NO_PARITY),
               pytest.mark.usefixtures('torch_one_thread')]
@@ -34,6 +44,7 @@ ATOL = 1e-4            # eval outputs
 RTOL_LOSS = 1e-4       # losses, relative
 RTOL_GRAD = 2e-3       # gradient (norm, sum), relative
 ATOL_TRAIN_PRED = 1e-3  # train-mode prediction
+ATOL_AVD_PRED = 1e-3    # see the module docstring: the fixture's own float32 error is 2.4e-4
 
 
 def _family_of_fixture(name: str) -> str | None:
@@ -281,7 +292,7 @@ def test_eval_tps_avd_network(case):
     assert_close(kp_avd, case.ev['kp_norm_avd'], ATOL, 'AVD keypoints')
     if 'prediction_avd' in case.ev:
         out = case.models['inpainting_network'](case.source, _dense_motion(case, case.ev['kp_norm_avd'], None))
-        assert_close(out['prediction'], case.ev['prediction_avd'], ATOL, 'AVD prediction')
+        assert_close(out['prediction'], case.ev['prediction_avd'], ATOL_AVD_PRED, 'AVD prediction')
 
 
 @fixtures(TPS_FIXTURES)
@@ -383,7 +394,9 @@ def test_train_gradients(case, train_step):
     assert expected, 'fixture without gradient statistics'
     unknown = sorted(set(expected) - set(train_step.grads))
     assert not unknown, f'parameters the reference has and these networks lack: {unknown[:5]}'
-    errors = {name: grad_stat_error(train_step.grads[name], stats, train_step.shapes[name])
+    floors = grad_noise_floors(expected)
+    errors = {name: grad_stat_error(train_step.grads[name], stats, train_step.shapes[name],
+                                    floors.get(name.split('.')[0], 0.0))
               for name, stats in expected.items()}
     worst = max(errors, key=errors.get)
     assert errors[worst] <= RTOL_GRAD and not math.isnan(errors[worst]), \
