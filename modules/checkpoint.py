@@ -81,7 +81,11 @@ def describe_size(ckpt: dict) -> str:
             return f"FOMM, num_kp={kp['kp.weight'].shape[0]}, {jac} jacobians, kp block_expansion={expansion}"
         if checkpoint_family(ckpt) == 'tps':
             kp = _strip_prefix(ckpt['kp_detector'])
-            return f"TPSMM, num_tps={kp['fg_encoder.fc.weight'].shape[0] // 10}, bg={'bg_predictor' in ckpt}"
+            # a checkpoint exported for animation may leave out the training-only bg_predictor
+            # (and the AVD network), so say what it carries, not what its config had
+            parts = [name for name in ('bg_predictor', 'avd_network') if name in ckpt]
+            return (f"TPSMM, num_tps={kp['fg_encoder.fc.weight'].shape[0] // 10}, "
+                    f"with {' and '.join(parts) if parts else 'neither bg_predictor nor avd_network'}")
     except (KeyError, AttributeError):
         pass
     return 'unknown layout'

@@ -821,3 +821,8 @@ def test_checkpoint_description_reads_the_config_back():
     num_kp = config['model_params']['common_params']['num_kp']
     assert describe_size(ckpt) == (f"FOMM, num_kp={num_kp}, with jacobians, "
                                    f"kp block_expansion={kp['block_expansion']}")
+    tps = {k: m.state_dict() for k, m in modules.build_models(tiny_config('tiny/tps')).items()}
+    assert describe_size(tps) == 'TPSMM, num_tps=2, with bg_predictor and avd_network'
+    del tps['bg_predictor'], tps['avd_network']
+    assert describe_size(tps) == 'TPSMM, num_tps=2, with neither bg_predictor nor avd_network'
+
