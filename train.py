@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from logger import Logger
 from modules.checkpoint import load_models
+from modules.config import ConfigError, config_path
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, family_of
 from sync_batchnorm import convert_model
 
@@ -189,6 +190,18 @@ def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def check_loss_weights(config: dict) -> None:
+    """Refuse, before any work, a loss the networks cannot compute (the references fail on it with a
+    KeyError in the middle of the first iteration)."""
+    common = config['model_params']['common_params']
+    weights = config['train_params'].get('loss_weights', {})
+    if 'num_kp' in common and not common.get('estimate_jacobian', False) and weights.get('equivariance_jacobian', 0):
+        raise ConfigError(f"{config_path(config)}: train_params.loss_weights.equivariance_jacobian is "
+                          f"{weights['equivariance_jacobian']} but model_params.common_params.estimate_jacobian "
+                          "is false, so there are no jacobians to compare; set the weight to 0 (as the official "
+                          "zero-order configs do) or estimate jacobians")
+
+
 def train(config: dict, models: dict, dataset, log_dir: str, device: torch.device, checkpoint: str | None = None,
           dist: Dist = Dist(), device_ids: list[int] | None = None, last_checkpoint_minutes: float = 15.0,
           max_epochs: int | None = None, max_minutes: float | None = None) -> int:
@@ -197,6 +210,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
     `max_minutes` ends training after the first epoch that finishes past that budget (a fixed
     compute budget for comparisons; the last epoch is checkpointed as usual)."""
     started = time.monotonic()
+    check_loss_weights(config)
     train_params = config['train_params']
     num_epochs = train_params['num_epochs'] if max_epochs is None else max_epochs
     for m in models.values():

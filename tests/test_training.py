@@ -128,6 +128,18 @@ def test_bad_config_is_one_clear_error(tmp_path, capsys):
     assert len(err) == 1 and str(path) in err[0]
 
 
+def test_jacobian_loss_without_jacobians_is_refused_before_training(tmp_path, data_root, capsys):
+    base = copy.deepcopy(TINY_FOMM)
+    base['model_params']['common_params']['estimate_jacobian'] = False
+    base['train_params']['loss_weights']['equivariance_jacobian'] = 10
+    config = write_config(tmp_path, base, data_root)
+    log_dir = tmp_path / 'log'
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and config in err[0] and 'equivariance_jacobian' in err[0]
+    assert not log_dir.exists()          # refused before any output
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
