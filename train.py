@@ -186,8 +186,26 @@ def average_buffers(models: dict, dist: Dist) -> None:
                 torch.distributed.broadcast(buf.data, src=0)
 
 
-def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+def use_channels_last(models: dict, phases: list, device: torch.device, dist: Dist) -> bool:
+    """On a single-process CPU run, move every network (VGG-19 and the pyramid's kernels included)
+    to channels-last and return True: batches must then follow (`to_device(..., True)`).
+
+    oneDNN's CPU convolutions work on channels-last data; given NCHW, every call reorders its
+    input and output. Measured on a 2-core AVX-512 Xeon: see benchmarks/README.md. Not with
+    torchrun: gloo's broadcast and DDP's gradient buckets expect the default layout. Parameters
+    keep their identity (optimizers need not be rebuilt); checkpoints load either way.
+    """
+    if device.type != 'cpu' or dist.enabled:
+        return False
+    for module in list(models.values()) + [phase.model for phase in phases]:
+        module.to(memory_format=torch.channels_last)
+    return True
+
+
+def to_device(batch: dict, device, channels_last: bool = False) -> dict:
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    return {k: v.to(device, non_blocking=True, memory_format=fmt) if torch.is_tensor(v) and v.dim() == 4
+            else v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def check_loss_weights(config: dict) -> None:
@@ -226,6 +244,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
             for k in models:
                 models[k] = convert_model(models[k])
     phases = build_phases(models, train_params, optimizers, start_epoch, device, dist, device_ids)
+    channels_last = use_channels_last(models, phases, device, dist)
     loader = make_loader(dataset, train_params, dist)
     if len(loader) == 0:
         raise ValueError(f'{config.get("dataset_params", {}).get("root_dir")}: {len(dataset)} training items, fewer '
@@ -245,7 +264,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                 loader.sampler.set_epoch(epoch)
             bar = tqdm(loader, desc=f'epoch {epoch}/{num_epochs - 1}', disable=not dist.is_main, dynamic_ncols=True)
             for batch in bar:
-                batch = to_device(batch, device)
+                batch = to_device(batch, device, channels_last)
                 values, generated = {}, None
                 for phase in phases:
                     phase_values, generated = step_phase(phase, batch, epoch, models, train_params, generated)

@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument('--size', type=int, default=None, help='frame size for --random_data (default: config)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--workers', type=int, default=None)
+    p.add_argument('--nchw', action='store_true', help='keep the NCHW layout on the CPU (train.py uses channels-last)')
     args = p.parse_args(argv)
 
     import train
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     models = {k: m.to(device).train() for k, m in build_models(config).items()}
     optimizers = train.build_optimizers(models, params)
     phases = train.build_phases(models, params, optimizers, 0, device, train.Dist(), None)
+    channels_last = not args.nchw and train.use_channels_last(models, phases, device, train.Dist())
     if args.random_data:
         shape = config['dataset_params'].get('frame_shape') or [256, 256, 3]
         h = w = args.size or shape[0]
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     times, waits = [], []
     for i in range(args.warmup + args.iters):
         start = time.perf_counter()
-        batch = train.to_device(next(batches), device)   # waiting here = the loader is the bottleneck
+        batch = train.to_device(next(batches), device, channels_last)   # waiting: the loader is the bottleneck
         waited = time.perf_counter() - start
         generated = None
         for phase in phases:
@@ -83,7 +85,8 @@ def main(argv=None) -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = f', peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB' if device.type == 'cuda' else ''
     data = '' if args.random_data else f' (of which waiting for data {statistics.median(waits):.3f} s)'
-    print(f'{args.config} batch {b} on {device} ({torch.get_num_threads()} threads): {sec:.3f} s/iter{data}, '
+    layout = ', channels-last' if channels_last else ''
+    print(f'{args.config} batch {b} on {device} ({torch.get_num_threads()} threads{layout}): {sec:.3f} s/iter{data}, '
           f'{b / sec:.1f} samples/s, peak RSS {rss:.0f} MiB{gpu}')
     return 0
 

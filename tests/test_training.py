@@ -215,3 +215,48 @@ def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
     assert len(seen) == len(expected)
     for got, want in zip(seen, expected):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
+def test_channels_last_training_step_equals_nchw(base):
+    # train.py runs CPU training channels-last for speed; it must be the same step as in NCHW
+    import modules
+    import train
+    config = copy.deepcopy(base)
+    config['train_params']['vgg19_weights'] = 'random'
+    params = config['train_params']
+    torch.manual_seed(0)
+    batch = {'source': torch.rand(2, 3, 64, 64), 'driving': torch.rand(2, 3, 64, 64)}
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(1)
+        models = {k: m.train() for k, m in modules.build_models(config).items()}
+        phases = train.build_phases(models, params, train.build_optimizers(models, params), 0,
+                                    torch.device('cpu'), train.Dist(), None)
+        if channels_last:
+            assert train.use_channels_last(models, phases, torch.device('cpu'), train.Dist())
+            assert models['kp_detector'].state_dict(keep_vars=True)[
+                next(k for k, v in models['kp_detector'].state_dict().items() if v.dim() == 4)
+            ].is_contiguous(memory_format=torch.channels_last)
+        torch.manual_seed(2)        # the same random equivariance transform for both
+        values, generated = {}, None
+        for phase in phases:
+            phase_values, generated = train.step_phase(phase, train.to_device(batch, 'cpu', channels_last), 0,
+                                                       models, params, generated)
+            values.update(phase_values)
+        # gradients, not updated weights: Adam's first step moves a weight by +-lr whatever the size
+        # of its gradient, so float noise on a zero gradient (a bias ahead of a BatchNorm) would
+        # show as a 2*lr difference
+        results.append((values, {k: {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+                                 for k, m in models.items()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_a.keys() == loss_b.keys()
+    for k in loss_a:
+        assert abs(loss_a[k] - loss_b[k]) <= 1e-4 * max(abs(loss_a[k]), 1e-3), (k, loss_a[k], loss_b[k])
+    for net in grads_a:
+        assert grads_a[net].keys() == grads_b[net].keys(), net
+        if not grads_a[net]:
+            continue
+        scale = max(g.abs().max().item() for g in grads_a[net].values())
+        worst = max((grads_a[net][n] - grads_b[net][n]).abs().max().item() for n in grads_a[net])
+        assert worst <= 1e-4 * scale, (net, worst, scale)
