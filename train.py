@@ -203,9 +203,12 @@ def use_channels_last(models: dict, phases: list, device: torch.device, dist: Di
 
 
 def to_device(batch: dict, device, channels_last: bool = False) -> dict:
-    fmt = torch.channels_last if channels_last else torch.preserve_format
-    return {k: v.to(device, non_blocking=True, memory_format=fmt) if torch.is_tensor(v) and v.dim() == 4
-            else v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    def move(v):
+        if not torch.is_tensor(v):
+            return v
+        fmt = torch.channels_last if channels_last and v.dim() == 4 else torch.preserve_format
+        return v.to(device, non_blocking=True, memory_format=fmt)
+    return {k: move(v) for k, v in batch.items()}
 
 
 def check_loss_weights(config: dict) -> None:

@@ -8,8 +8,8 @@ equivariance warp on its own).
 
 Two places differ from check.py, because there the fixtures hold float32 rounding noise that
 another CPU does not reproduce (check.py passes them only on CPUs that round as the fixtures'
-machine did; on an AVX-512 Xeon, model 207, it reports 3 gradient failures, and float64 gives
-the same answer as here):
+machine did; on an AVX-512 Xeon, model 207, it reports 3 gradient failures on statistics whose
+float64 value is ~1e-13):
 - gradient statistics that are mathematically zero (a bias ahead of a BatchNorm, a sum over the
   weights of a softmax's logits) are compared at a scale that ignores that noise; see
   `conftest.grad_stat_error`;

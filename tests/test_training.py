@@ -235,9 +235,8 @@ def test_channels_last_training_step_equals_nchw(base):
                                     torch.device('cpu'), train.Dist(), None)
         if channels_last:
             assert train.use_channels_last(models, phases, torch.device('cpu'), train.Dist())
-            assert models['kp_detector'].state_dict(keep_vars=True)[
-                next(k for k, v in models['kp_detector'].state_dict().items() if v.dim() == 4)
-            ].is_contiguous(memory_format=torch.channels_last)
+            conv_weight = next(p for p in models['kp_detector'].parameters() if p.dim() == 4)
+            assert conv_weight.is_contiguous(memory_format=torch.channels_last)
         torch.manual_seed(2)        # the same random equivariance transform for both
         values, generated = {}, None
         for phase in phases:
