@@ -43,6 +43,7 @@ class Vgg19(nn.Module):
     """
 
     slice_ends = (2, 7, 12, 21, 30)   # after relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+    untrained_seed = 0                # `vgg19_weights: random` always means this one draw
 
     def __init__(self, pretrained: bool = True, weights_path: str | None = None):
         super().__init__()
@@ -69,12 +70,23 @@ class Vgg19(nn.Module):
         self.features.load_state_dict(state)
 
     @classmethod
+    def untrained(cls) -> 'Vgg19':
+        """torchvision's initialisation drawn from a fixed seed, without touching the global RNG.
+
+        The untrained features define the loss, so they must not depend on what drew random
+        numbers before (model family, `--seed`, the rank under torchrun): otherwise every rank of
+        a distributed run, and every run, would optimise a different objective."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cls.untrained_seed)
+            return cls(pretrained=False)
+
+    @classmethod
     def from_setting(cls, setting: str | None) -> 'Vgg19':
         """`train_params.vgg19_weights`: None -> torchvision's pretrained download, 'random' ->
         untrained features (logged), anything else -> a local weights file."""
         if setting == 'random':
             log.warning('perceptual loss uses RANDOM (untrained) VGG-19 features (vgg19_weights: random)')
-            return cls(pretrained=False)
+            return cls.untrained()
         if setting:
             return cls(pretrained=False, weights_path=setting)
         return cls(pretrained=True)

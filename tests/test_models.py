@@ -21,7 +21,7 @@ from modules.dense_motion import TpsDenseMotionNetwork
 from modules.geometry import (apply_tps, fit_tps, heatmap_to_keypoints, keypoints_to_gaussian,
                               local_affine_motions, make_coordinate_grid, random_tps_kernel_fomm,
                               random_tps_kernel_tpsmm, tps_motions)
-from modules.model import (DiscriminatorFullModel, GeneratorFullModel, ImagePyramide, RandomTps,
+from modules.model import (DiscriminatorFullModel, GeneratorFullModel, ImagePyramide, RandomTps, Vgg19,
                            TpsSchedule)
 from motion_transfer import normalize_kp
 
@@ -826,3 +826,19 @@ def test_checkpoint_description_reads_the_config_back():
     del tps['bg_predictor'], tps['avd_network']
     assert describe_size(tps) == 'TPSMM, num_tps=2, with neither bg_predictor nor avd_network'
 
+
+
+def test_random_vgg_is_one_fixed_function_whatever_the_global_seed():
+    # `vgg19_weights: random` defines the loss: two ranks (seeded seed + rank) or two runs must
+    # optimise the same one, and building it must not shift the global random stream
+    torch.manual_seed(1)
+    a = Vgg19.from_setting('random')
+    after_a = torch.rand(3)
+    torch.manual_seed(2)
+    b = Vgg19.from_setting('random')
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(3), after_a)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    torch.manual_seed(2)
+    assert not torch.equal(Vgg19(pretrained=False).features[0].weight, a.features[0].weight)
