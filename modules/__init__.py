@@ -50,8 +50,15 @@ def build_tps(config: dict) -> dict[str, nn.Module]:
     check_known(config, 'model_params.common_params', common, {'num_tps', 'num_channels', 'bg', 'multi_mask'})
     common = {'num_channels': 3, 'bg': False, 'multi_mask': True, **common}
     avd = section(config, 'model_params.avd_network_params', required=False)
+    kp_kwargs = kwargs_for(TpsKeypointDetector, config, 'model_params.kp_detector_params',
+                           section(config, 'model_params.kp_detector_params', required=False), common,
+                           exclude=('points_per_tps',))   # the dense motion network's TPS needs 5
+    try:
+        kp_detector = TpsKeypointDetector(**kp_kwargs)
+    except ValueError as e:
+        raise ConfigError(f'{config_path(config)}: model_params.kp_detector_params.backbone: {e}') from None
     models = {
-        'kp_detector': TpsKeypointDetector(num_tps=common['num_tps']),
+        'kp_detector': kp_detector,
         'dense_motion_network': TpsDenseMotionNetwork(**kwargs_for(
             TpsDenseMotionNetwork, config, 'model_params.dense_motion_params',
             section(config, 'model_params.dense_motion_params'), common)),

@@ -3,7 +3,9 @@
 FOMM: an hourglass predicts one heatmap per keypoint; the keypoint is the heatmap's soft-argmax
 and, with `estimate_jacobian`, a 2x2 local affine jacobian is the heatmap-weighted average of
 four predicted maps (paper sec. 3.1).
-TPSMM: a ResNet-18 regresses num_tps groups of 5 keypoints directly (paper sec. 3.1).
+TPSMM: a ResNet-18 regresses num_tps groups of 5 keypoints directly (paper sec. 3.1). Other
+torchvision classifiers ending in an `fc` layer can stand in (`kp_detector_params.backbone`),
+for models smaller than the paper's.
 """
 from __future__ import annotations
 
@@ -58,15 +60,27 @@ class FommKeypointDetector(nn.Module):
         return out
 
 
+def classifier_backbone(name: str, num_outputs: int) -> nn.Module:
+    """An untrained torchvision classifier `name` whose final `fc` layer regresses `num_outputs`."""
+    try:
+        net = torchvision.models.get_model(name, weights=None)
+    except ValueError:
+        raise ValueError(f'unknown torchvision model {name!r}') from None
+    if not isinstance(getattr(net, 'fc', None), nn.Linear):
+        raise ValueError(f'torchvision model {name!r} does not end in an `fc` layer; use e.g. resnet18, '
+                         f'resnet34, shufflenet_v2_x0_5, shufflenet_v2_x1_0, regnet_x_400mf')
+    net.fc = nn.Linear(net.fc.in_features, num_outputs)
+    return net
+
+
 class TpsKeypointDetector(nn.Module):
     """image (B, 3, H, W) -> {'fg_kp': (B, 5*num_tps, 2)} in [-1, 1]."""
 
-    def __init__(self, num_tps: int, points_per_tps: int = 5):
+    def __init__(self, num_tps: int, points_per_tps: int = 5, backbone: str = 'resnet18'):
         super().__init__()
         self.num_tps = num_tps
         self.points_per_tps = points_per_tps
-        self.fg_encoder = torchvision.models.resnet18(weights=None)
-        self.fg_encoder.fc = nn.Linear(self.fg_encoder.fc.in_features, num_tps * points_per_tps * 2)
+        self.fg_encoder = classifier_backbone(backbone, num_tps * points_per_tps * 2)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         kp = torch.sigmoid(self.fg_encoder(image)) * 2 - 1

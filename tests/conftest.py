@@ -25,6 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 NO_PARITY = f'reference-parity fixtures not found at {PARITY_DIR}'
 
 OFFICIAL_CONFIGS = sorted(CONFIG_DIR.glob('fomm/*.yaml')) + sorted(CONFIG_DIR.glob('tps/*.yaml'))
+SYNTHETIC_CONFIGS = sorted(CONFIG_DIR.glob('synthetic/*.yaml'))   # the project's own small models
 PARITY_CONFIGS = sorted(PARITY_DIR.glob('*.yaml')) if PARITY_DIR.is_dir() else []
 PARITY_FIXTURES = sorted(p.name[:-len('.fixture.pt')] for p in PARITY_DIR.glob('*.fixture.pt')) \
     if PARITY_DIR.is_dir() else []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 import yaml
 
 import modules
@@ -25,8 +26,8 @@ from modules.model import (DiscriminatorFullModel, GeneratorFullModel, ImagePyra
                            TpsSchedule)
 from motion_transfer import normalize_kp
 
-from conftest import (CONFIG_DIR, OFFICIAL_CONFIGS, PARITY_CONFIGS, TINY_CONFIGS, assert_all_finite, config_id,
-                      family, random_images, tiny_config)
+from conftest import (CONFIG_DIR, OFFICIAL_CONFIGS, PARITY_CONFIGS, SYNTHETIC_CONFIGS, TINY_CONFIGS,
+                      assert_all_finite, config_id, family, random_images, tiny_config)
 
 pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
@@ -51,7 +52,7 @@ def forward_size(config: dict) -> int:
     hourglasses = [mp.get('kp_detector_params'), mp['generator_params'].get('dense_motion_params'),
                    mp.get('dense_motion_params')]
     for p in hourglasses:
-        if p:
+        if p and 'num_blocks' in p:   # TPSMM's kp_detector_params name a backbone, not an hourglass
             needs.append(int(round(2 ** p['num_blocks'] / p.get('scale_factor', 1))))
     size = math.lcm(*needs)
     disc = mp.get('discriminator_params')
@@ -62,8 +63,9 @@ def forward_size(config: dict) -> int:
 
 
 def all_configs():
-    """(id, loader) for the official, the shared parity and the inline tiny configs."""
-    cases = [pytest.param(lambda p=p: modules.load_config(str(p)), id=config_id(p)) for p in OFFICIAL_CONFIGS]
+    """(id, loader) for the official, the synthetic, the shared parity and the inline tiny configs."""
+    cases = [pytest.param(lambda p=p: modules.load_config(str(p)), id=config_id(p))
+             for p in OFFICIAL_CONFIGS + SYNTHETIC_CONFIGS]
     cases += [pytest.param(lambda p=p: modules.load_config(str(p)), id=config_id(p)) for p in PARITY_CONFIGS]
     cases += [pytest.param(lambda n=n: tiny_config(n), id=n) for n in TINY_CONFIGS]
     return cases
@@ -187,7 +189,7 @@ def test_build_and_forward(load):
 
 def training_cases():
     cases = []
-    for p in PARITY_CONFIGS:
+    for p in PARITY_CONFIGS + SYNTHETIC_CONFIGS:
         config = yaml.safe_load(p.read_text())
         epochs = [0]
         if family(config) == 'tps':
@@ -842,3 +844,30 @@ def test_random_vgg_is_one_fixed_function_whatever_the_global_seed():
         assert torch.equal(pa, pb), name
     torch.manual_seed(2)
     assert not torch.equal(Vgg19(pretrained=False).features[0].weight, a.features[0].weight)
+
+
+@pytest.mark.parametrize('backbone, problem', [('resnet19', 'unknown torchvision model'),
+                                               ('mobilenet_v3_small', 'does not end in an `fc` layer')])
+def test_config_tps_backbone_that_cannot_regress_keypoints(tmp_path, backbone, problem):
+    data = _official('tps/vox-256')
+    data['model_params']['kp_detector_params'] = {'backbone': backbone}
+    path = _write(tmp_path, data)
+    with pytest.raises(modules.ConfigError) as e:
+        _load_and_build(path)
+    msg = str(e.value)
+    assert path in msg and 'kp_detector_params.backbone' in msg and problem in msg, msg
+
+
+def test_tps_backbone_option_keeps_the_official_layout_by_default():
+    # no kp_detector_params: the paper's ResNet-18 under the official key names; another
+    # backbone regresses the same keypoints under the same `fg_encoder` prefix
+    config = tiny_config('tiny/tps')
+    default = modules.build_models(config)['kp_detector']
+    assert isinstance(default.fg_encoder, torchvision.models.ResNet) and len(default.fg_encoder.layer1) == 2
+    config['model_params']['kp_detector_params'] = {'backbone': 'shufflenet_v2_x0_5'}
+    small = modules.build_models(config)['kp_detector']
+    assert isinstance(small.fg_encoder, torchvision.models.ShuffleNetV2)
+    assert 'fg_encoder.fc.weight' in small.state_dict()
+    kp = small.eval()(random_images(2, 64, seed=0))['fg_kp']
+    assert kp.shape == (2, 5 * config['model_params']['common_params']['num_tps'], 2)
+    assert kp.abs().max() <= 1

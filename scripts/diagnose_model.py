@@ -1,0 +1,113 @@
+"""Why does a trained model (not) beat copying the source? Four measurements on held-out videos.
+
+    python scripts/diagnose_model.py --config config/synthetic/fomm-64.yaml --checkpoint log/<run>/last.pth.tar
+
+Prints, for the first --videos test videos (source = first frame, as `--mode reconstruction`):
+  reconstruction   L1 of the eval-mode prediction, the copy-the-source L1, and the mean signed
+                   error (a brightness bias the perceptual loss let through)
+  identity         L1 when the driving frame is the source itself: the generator's floor; a
+                   model cannot beat copying by more than motion minus this
+  keypoints        mean spread (std over keypoints, in [-1, 1] units) of the driving keypoints:
+                   near 0 means they all sit at one place and the motion is one rigid piece
+  batch dependence in train mode (BatchNorm uses batch statistics, as in training), the mean
+                   output brightness of one fixed identity pair placed in --trials batches of
+                   other pairs: its spread is how much a frame's colour depends on its batch
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from frames_dataset import build_dataset  # noqa: E402
+from modules import build_models, load_config  # noqa: E402
+from modules.checkpoint import load_models  # noqa: E402
+from modules.model import family_of  # noqa: E402
+
+UNUSED = ('discriminator', 'bg_predictor', 'avd_network')
+
+
+def predict(models: dict, source: torch.Tensor, driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, H, W) source and driving frames -> (prediction, driving keypoints (B, K, 2)),
+    in whatever mode (train/eval) the networks are in."""
+    kp_source, kp_driving = models['kp_detector'](source), models['kp_detector'](driving)
+    if family_of(models) == 'fomm':
+        return models['generator'](source, kp_source=kp_source, kp_driving=kp_driving)['prediction'], kp_driving['value']
+    motion = models['dense_motion_network'](source_image=source, kp_driving=kp_driving, kp_source=kp_source,
+                                            bg_param=None, dropout_flag=False)
+    return models['inpainting_network'](source, motion)['prediction'], kp_driving['fg_kp']
+
+
+def video_frames(dataset, index: int) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(dataset[index]['video'])).permute(1, 0, 2, 3)   # (T, 3, H, W)
+
+
+@torch.no_grad()
+def diagnose(models: dict, dataset, num_videos: int, trials: int, batch: int, seed: int = 0) -> dict:
+    for m in models.values():
+        m.eval()
+    count = min(num_videos, len(dataset))
+    videos = [video_frames(dataset, i) for i in range(count)]
+    err, copied, signed, ident, spread = [], [], [], [], []
+    for video in videos:
+        source = video[:1].expand_as(video)
+        pred, kp = predict(models, source, video)
+        err.append((pred - video).abs().mean().item())
+        copied.append((source - video).abs().mean().item())
+        signed.append((pred - video).mean().item())
+        spread.append(kp.std(dim=1).mean().item())
+        same, _ = predict(models, video[:1], video[:1])
+        ident.append((same - video[:1]).abs().mean().item())
+    # Train-mode batch dependence: frame 0 of video 0 as an identity pair, among batch - 1
+    # first frames of other videos drawn at random. Train-mode passes update BatchNorm's running
+    # statistics, so they are put back afterwards.
+    saved = {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
+    for m in models.values():
+        m.train()
+    rng = np.random.default_rng(seed)
+    firsts = torch.stack([v[0] for v in videos])
+    shifts = []
+    for _ in range(trials):
+        others = rng.choice(np.arange(1, count), size=min(batch - 1, count - 1), replace=False)
+        frames = torch.cat([firsts[:1], firsts[others]])
+        pred, _ = predict(models, frames, frames)
+        shifts.append((pred[0] - frames[0]).mean().item())
+    for k, m in models.items():
+        m.load_state_dict(saved[k])
+        m.eval()
+    return {'videos': count, 'l1': float(np.mean(err)), 'copy_l1': float(np.mean(copied)),
+            'bias': float(np.mean(signed)), 'identity_l1': float(np.mean(ident)),
+            'keypoint_spread': float(np.mean(spread)),
+            'batch_shift_min': float(min(shifts)), 'batch_shift_max': float(max(shifts))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--config', required=True)
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--videos', type=int, default=24)
+    p.add_argument('--trials', type=int, default=8)
+    p.add_argument('--batch', type=int, default=8, help='batch size for the batch-dependence measurement')
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    models = build_models(config)
+    # Animation needs neither the discriminator nor TPSMM's background or AVD networks.
+    load_models(args.checkpoint, {k: m for k, m in models.items() if k not in UNUSED}, config)
+    dataset = build_dataset(config['dataset_params'], is_train=False)
+    r = diagnose(models, dataset, args.videos, args.trials, args.batch)
+    print(f"reconstruction    L1 {r['l1']:.4f} (copy the source {r['copy_l1']:.4f}), mean signed error {r['bias']:+.4f}"
+          f" over {r['videos']} videos")
+    print(f"identity          L1 {r['identity_l1']:.4f} (driving frame = source)")
+    print(f"keypoints         spread {r['keypoint_spread']:.3f}")
+    print(f"batch dependence  one frame's mean error ranges {r['batch_shift_min']:+.4f} .. {r['batch_shift_max']:+.4f} "
+          f"over {args.trials} train-mode batches of {args.batch}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
