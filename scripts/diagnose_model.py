@@ -11,7 +11,7 @@ Prints, for the first --videos test videos (source = first frame, as `--mode rec
                    near 0 means they all sit at one place and the motion is one rigid piece
   batch dependence in train mode (BatchNorm uses batch statistics, as in training), the mean
                    output brightness of one fixed identity pair placed in --trials batches of
-                   other pairs: its spread is how much a frame's colour depends on its batch
+                   other frames: its spread is how much a frame's colour depends on its batch
 """
 from __future__ import annotations
 
@@ -63,18 +63,18 @@ def diagnose(models: dict, dataset, num_videos: int, trials: int, batch: int, se
         spread.append(kp.std(dim=1).mean().item())
         same, _ = predict(models, video[:1], video[:1])
         ident.append((same - video[:1]).abs().mean().item())
-    # Train-mode batch dependence: frame 0 of video 0 as an identity pair, among batch - 1
-    # first frames of other videos drawn at random. Train-mode passes update BatchNorm's running
+    # Train-mode batch dependence: frame 0 of video 0 as an identity pair, among batch - 1 frames
+    # drawn at random from all the videos. Train-mode passes update BatchNorm's running
     # statistics, so they are put back afterwards.
     saved = {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
     for m in models.values():
         m.train()
     rng = np.random.default_rng(seed)
-    firsts = torch.stack([v[0] for v in videos])
+    pool = torch.cat(videos)                        # every frame; pool[0] is frame 0 of video 0
     shifts = []
     for _ in range(trials):
-        others = rng.choice(np.arange(1, count), size=min(batch - 1, count - 1), replace=False)
-        frames = torch.cat([firsts[:1], firsts[others]])
+        others = rng.choice(np.arange(1, len(pool)), size=min(batch - 1, len(pool) - 1), replace=False)
+        frames = torch.cat([pool[:1], pool[others]])
         pred, _ = predict(models, frames, frames)
         shifts.append((pred[0] - frames[0]).mean().item())
     for k, m in models.items():
@@ -83,6 +83,7 @@ def diagnose(models: dict, dataset, num_videos: int, trials: int, batch: int, se
     return {'videos': count, 'l1': float(np.mean(err)), 'copy_l1': float(np.mean(copied)),
             'bias': float(np.mean(signed)), 'identity_l1': float(np.mean(ident)),
             'keypoint_spread': float(np.mean(spread)),
+            'batch_shift_std': float(np.std(shifts)),
             'batch_shift_min': float(min(shifts)), 'batch_shift_max': float(max(shifts))}
 
 
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument('--config', required=True)
     p.add_argument('--checkpoint', required=True)
     p.add_argument('--videos', type=int, default=24)
-    p.add_argument('--trials', type=int, default=8)
+    p.add_argument('--trials', type=int, default=32)
     p.add_argument('--batch', type=int, default=8, help='batch size for the batch-dependence measurement')
     args = p.parse_args(argv)
     config = load_config(args.config)
@@ -104,8 +105,8 @@ def main(argv=None) -> int:
           f" over {r['videos']} videos")
     print(f"identity          L1 {r['identity_l1']:.4f} (driving frame = source)")
     print(f"keypoints         spread {r['keypoint_spread']:.3f}")
-    print(f"batch dependence  one frame's mean error ranges {r['batch_shift_min']:+.4f} .. {r['batch_shift_max']:+.4f} "
-          f"over {args.trials} train-mode batches of {args.batch}")
+    print(f"batch dependence  one frame's mean error: std {r['batch_shift_std']:.4f}, range {r['batch_shift_min']:+.4f} .. "
+          f"{r['batch_shift_max']:+.4f} over {args.trials} train-mode batches of {args.batch}")
     return 0
 
 

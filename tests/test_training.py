@@ -259,3 +259,31 @@ def test_channels_last_training_step_equals_nchw(base):
         scale = max(g.abs().max().item() for g in grads_a[net].values())
         worst = max((grads_a[net][n] - grads_b[net][n]).abs().max().item() for n in grads_a[net])
         assert worst <= 1e-4 * scale, (net, worst, scale)
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
+def test_diagnose_model_measures_without_changing_the_model(data_root, base):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('diagnose_model', os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts', 'diagnose_model.py'))
+    diagnose_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnose_model)
+    from frames_dataset import build_dataset
+    from modules import build_models
+    config = copy.deepcopy(base)
+    config['dataset_params'] = {'root_dir': data_root, 'frame_shape': [64, 64, 3]}
+    dataset = build_dataset(config['dataset_params'], is_train=False)
+    torch.manual_seed(0)
+    models = build_models(config)
+    before = {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
+    r = diagnose_model.diagnose(models, dataset, num_videos=5, trials=3, batch=2)
+    assert r['videos'] == len(dataset) == 2
+    video = torch.from_numpy(dataset[0]['video']).permute(1, 0, 2, 3)
+    other = torch.from_numpy(dataset[1]['video']).permute(1, 0, 2, 3)
+    copy_l1 = ((video - video[:1]).abs().mean() + (other - other[:1]).abs().mean()) / 2
+    assert r['copy_l1'] == pytest.approx(copy_l1.item(), rel=1e-5)
+    assert 0 < r['identity_l1'] < 1 and 0 < r['l1'] < 1 and r['keypoint_spread'] > 0
+    for k, m in models.items():
+        assert not m.training
+        for name, t in m.state_dict().items():
+            assert torch.equal(t, before[k][name]), f'{k}.{name} changed'
