@@ -1,6 +1,10 @@
 """Why does a trained model (not) beat copying the source? Four measurements on held-out videos.
 
     python scripts/diagnose_model.py --config config/synthetic/fomm-64.yaml --checkpoint log/<run>/last.pth.tar
+    python scripts/diagnose_model.py --config C --checkpoint log/<run>/000000*-checkpoint.pth.tar --trials 0
+
+Several checkpoints of one run show how much the figures swing from epoch to epoch, which one
+checkpoint cannot: a FOMM run's held-out L1 can move by more than its margin over copying.
 
 Prints, for the first --videos test videos (source = first frame, as `--mode reconstruction`):
   reconstruction   L1 of the eval-mode prediction, the copy-the-source L1, and the mean signed
@@ -63,6 +67,15 @@ def diagnose(models: dict, dataset, num_videos: int, trials: int, batch: int, se
         spread.append(kp.std(dim=1).mean().item())
         same, _ = predict(models, video[:1], video[:1])
         ident.append((same - video[:1]).abs().mean().item())
+    r = {'videos': count, 'l1': float(np.mean(err)), 'copy_l1': float(np.mean(copied)),
+         'bias': float(np.mean(signed)), 'identity_l1': float(np.mean(ident)),
+         'keypoint_spread': float(np.mean(spread))}
+    if trials > 0:
+        r.update(batch_dependence(models, videos, trials, batch, seed))
+    return r
+
+
+def batch_dependence(models: dict, videos: list[torch.Tensor], trials: int, batch: int, seed: int) -> dict:
     # Train-mode batch dependence: frame 0 of video 0 as an identity pair, among batch - 1 frames
     # drawn at random from all the videos. Train-mode passes update BatchNorm's running
     # statistics, so they are put back afterwards.
@@ -80,33 +93,39 @@ def diagnose(models: dict, dataset, num_videos: int, trials: int, batch: int, se
     for k, m in models.items():
         m.load_state_dict(saved[k])
         m.eval()
-    return {'videos': count, 'l1': float(np.mean(err)), 'copy_l1': float(np.mean(copied)),
-            'bias': float(np.mean(signed)), 'identity_l1': float(np.mean(ident)),
-            'keypoint_spread': float(np.mean(spread)),
-            'batch_shift_std': float(np.std(shifts)),
+    return {'batch_shift_std': float(np.std(shifts)),
             'batch_shift_min': float(min(shifts)), 'batch_shift_max': float(max(shifts))}
+
+
+def report(r: dict, args) -> None:
+    print(f"reconstruction    L1 {r['l1']:.4f} (copy the source {r['copy_l1']:.4f}), mean signed error {r['bias']:+.4f}"
+          f" over {r['videos']} videos")
+    print(f"identity          L1 {r['identity_l1']:.4f} (driving frame = source)")
+    print(f"keypoints         spread {r['keypoint_spread']:.3f}")
+    if 'batch_shift_std' in r:
+        print(f"batch dependence  one frame's mean error: std {r['batch_shift_std']:.4f}, range "
+              f"{r['batch_shift_min']:+.4f} .. {r['batch_shift_max']:+.4f} over {args.trials} train-mode batches "
+              f"of {args.batch}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', required=True)
-    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--checkpoint', required=True, nargs='+', help='one or more; each is measured in turn')
     p.add_argument('--videos', type=int, default=24)
-    p.add_argument('--trials', type=int, default=32)
+    p.add_argument('--trials', type=int, default=32, help='0 skips the batch-dependence measurement')
     p.add_argument('--batch', type=int, default=8, help='batch size for the batch-dependence measurement')
     args = p.parse_args(argv)
     config = load_config(args.config)
-    models = build_models(config)
-    # Animation needs neither the discriminator nor TPSMM's background or AVD networks.
-    load_models(args.checkpoint, {k: m for k, m in models.items() if k not in UNUSED}, config)
     dataset = build_dataset(config['dataset_params'], is_train=False)
-    r = diagnose(models, dataset, args.videos, args.trials, args.batch)
-    print(f"reconstruction    L1 {r['l1']:.4f} (copy the source {r['copy_l1']:.4f}), mean signed error {r['bias']:+.4f}"
-          f" over {r['videos']} videos")
-    print(f"identity          L1 {r['identity_l1']:.4f} (driving frame = source)")
-    print(f"keypoints         spread {r['keypoint_spread']:.3f}")
-    print(f"batch dependence  one frame's mean error: std {r['batch_shift_std']:.4f}, range {r['batch_shift_min']:+.4f} .. "
-          f"{r['batch_shift_max']:+.4f} over {args.trials} train-mode batches of {args.batch}")
+    for path in args.checkpoint:
+        models = build_models(config)
+        # Animation needs neither the discriminator nor TPSMM's background or AVD networks.
+        load_models(path, {k: m for k, m in models.items() if k not in UNUSED}, config)
+        r = diagnose(models, dataset, args.videos, args.trials, args.batch)
+        if len(args.checkpoint) > 1:
+            print(f'== {path}')
+        report(r, args)
     return 0
 
 

@@ -261,13 +261,19 @@ def test_channels_last_training_step_equals_nchw(base):
         assert worst <= 1e-4 * scale, (net, worst, scale)
 
 
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
 def test_diagnose_model_measures_without_changing_the_model(data_root, base):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('diagnose_model', os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts', 'diagnose_model.py'))
-    diagnose_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diagnose_model)
+    diagnose_model = load_script('diagnose_model')
     from frames_dataset import build_dataset
     from modules import build_models
     config = copy.deepcopy(base)
@@ -287,3 +293,26 @@ def test_diagnose_model_measures_without_changing_the_model(data_root, base):
         assert not m.training
         for name, t in m.state_dict().items():
             assert torch.equal(t, before[k][name]), f'{k}.{name} changed'
+    # Without trials the batch-dependence pass is skipped and the other figures are unchanged.
+    quick = diagnose_model.diagnose(models, dataset, num_videos=5, trials=0, batch=2)
+    assert 'batch_shift_std' not in quick and 'batch_shift_std' in r
+    assert quick['l1'] == r['l1'] and quick['identity_l1'] == r['identity_l1']
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM], ids=['fomm'])
+def test_diagnose_model_reports_each_checkpoint(tmp_path, data_root, base, capsys):
+    diagnose_model = load_script('diagnose_model')
+    from modules import build_models
+    config = write_config(tmp_path, base, data_root)
+    paths = []
+    for seed in (0, 1):     # two different networks: their reports must differ
+        torch.manual_seed(seed)
+        models = build_models(yaml.safe_load(open(config)))
+        paths.append(str(tmp_path / f'{seed}.pth.tar'))
+        torch.save({k: m.state_dict() for k, m in models.items()}, paths[-1])
+    assert diagnose_model.main(['--config', config, '--checkpoint', *paths, '--trials', '0']) == 0
+    out = capsys.readouterr().out
+    sections = out.split('== ')[1:]
+    assert [s.splitlines()[0] for s in sections] == paths
+    l1 = [s.split('reconstruction    L1 ')[1].split()[0] for s in sections]
+    assert l1[0] != l1[1] and 'batch dependence' not in out
