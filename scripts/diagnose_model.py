@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from frames_dataset import build_dataset  # noqa: E402
 from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import load_models  # noqa: E402
+from modules.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
 from modules.model import family_of  # noqa: E402
 
 UNUSED = ('discriminator', 'bg_predictor', 'avd_network')
@@ -116,16 +116,23 @@ def main(argv=None) -> int:
     p.add_argument('--trials', type=int, default=32, help='0 skips the batch-dependence measurement')
     p.add_argument('--batch', type=int, default=8, help='batch size for the batch-dependence measurement')
     args = p.parse_args(argv)
-    config = load_config(args.config)
-    dataset = build_dataset(config['dataset_params'], is_train=False)
-    for path in args.checkpoint:
-        models = build_models(config)
-        # Animation needs neither the discriminator nor TPSMM's background or AVD networks.
-        load_models(path, {k: m for k, m in models.items() if k not in UNUSED}, config)
-        r = diagnose(models, dataset, args.videos, args.trials, args.batch)
-        if len(args.checkpoint) > 1:
-            print(f'== {path}')
-        report(r, args)
+    try:
+        config = load_config(args.config)
+        dataset = build_dataset(config['dataset_params'], is_train=False)
+        missing = [path for path in args.checkpoint if not os.path.isfile(path)]
+        if missing:     # before minutes of measuring the others
+            raise CheckpointError(f'checkpoint file not found: {", ".join(missing)}')
+        for path in args.checkpoint:
+            models = build_models(config)
+            # Animation needs neither the discriminator nor TPSMM's background or AVD networks.
+            load_models(path, {k: m for k, m in models.items() if k not in UNUSED}, config)
+            r = diagnose(models, dataset, args.videos, args.trials, args.batch)
+            if len(args.checkpoint) > 1:
+                print(f'== {path}')
+            report(r, args)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     return 0
 
 

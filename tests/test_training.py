@@ -316,3 +316,8 @@ def test_diagnose_model_reports_each_checkpoint(tmp_path, data_root, base, capsy
     assert [s.splitlines()[0] for s in sections] == paths
     l1 = [s.split('reconstruction    L1 ')[1].split()[0] for s in sections]
     assert l1[0] != l1[1] and 'batch dependence' not in out
+    # A missing checkpoint among them: one message naming it, exit 2, and nothing measured.
+    missing = str(tmp_path / 'missing.pth.tar')
+    assert diagnose_model.main(['--config', config, '--checkpoint', paths[0], missing, '--trials', '0']) == 2
+    captured = capsys.readouterr()
+    assert missing in captured.err and captured.out == ''
