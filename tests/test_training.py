@@ -321,3 +321,59 @@ def test_diagnose_model_reports_each_checkpoint(tmp_path, data_root, base, capsy
     assert diagnose_model.main(['--config', config, '--checkpoint', paths[0], missing, '--trials', '0']) == 2
     captured = capsys.readouterr()
     assert missing in captured.err and captured.out == ''
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
+def test_precise_bn_replaces_only_batchnorm_statistics(tmp_path, data_root, base, capsys):
+    precise_bn = load_script('precise_bn')
+    from modules import build_models
+    config = write_config(tmp_path, base, data_root)
+    torch.manual_seed(0)
+    models = build_models(yaml.safe_load(open(config)))
+    generator = 'generator' if 'generator' in models else 'inpainting_network'
+
+    def checkpoint(stats_seed: int) -> str:
+        """The same weights with other (random) running statistics; the generator stored as fp16."""
+        g = torch.Generator().manual_seed(stats_seed)
+        ckpt = {'epoch': 7}
+        for key, m in models.items():
+            state = {n: t.clone() for n, t in m.state_dict().items()}
+            for n, t in state.items():
+                if n.endswith('running_mean') or n.endswith('running_var'):
+                    state[n] = torch.rand(t.shape, generator=g) + 0.5
+            ckpt[key] = {n: t.half() if key == generator and t.is_floating_point() else t for n, t in state.items()}
+        path = str(tmp_path / f'in{stats_seed}.pth.tar')
+        torch.save(ckpt, path)
+        return path
+
+    outs = []
+    for seed in (0, 1):
+        src, out = checkpoint(seed), str(tmp_path / f'out{seed}.pth.tar')
+        assert precise_bn.main(['--config', config, '--checkpoint', src, '--out', out, '--batches', '3',
+                                '--batch_size', '2']) == 0
+        before, after = torch.load(src, weights_only=True), torch.load(out, weights_only=True)
+        assert after['epoch'] == 7 and set(after) == set(before)
+        changed = 0
+        for key in before:
+            if key == 'epoch':
+                continue
+            assert list(after[key]) == list(before[key])
+            for n, t in before[key].items():
+                assert after[key][n].dtype == t.dtype, (key, n)
+                is_stat = n.rsplit('.', 1)[-1] in precise_bn.BN_BUFFERS
+                recalibrated = is_stat and key in ('kp_detector', 'generator', 'dense_motion_network',
+                                                   'inpainting_network')
+                if recalibrated and n.endswith('running_mean'):
+                    changed += not torch.equal(after[key][n], t)
+                elif not recalibrated:
+                    assert torch.equal(after[key][n], t), (key, n)
+        assert changed > 0
+        outs.append(after)
+    # Recomputed from the data alone: the old statistics leave no trace (an EMA update would).
+    for key in ('kp_detector', generator):
+        for n, t in outs[0][key].items():
+            if n.endswith('running_mean') or n.endswith('running_var'):
+                assert torch.allclose(t.float(), outs[1][key][n].float(), rtol=1e-3, atol=1e-5), (key, n)
+    missing, out = str(tmp_path / 'missing.pth.tar'), str(tmp_path / 'never.pth.tar')
+    assert precise_bn.main(['--config', config, '--checkpoint', missing, '--out', out]) == 2
+    assert missing in capsys.readouterr().err and not os.path.exists(out)
