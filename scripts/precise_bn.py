@@ -97,11 +97,11 @@ def main(argv=None) -> int:
         dataset = build_dataset(config['dataset_params'], is_train=True)
         batch_size = args.batch_size or config['train_params']['batch_size']
         recalibrate(models, training_batches(dataset, batch_size, args.batches, args.seed))
+        with atomic_path(args.out) as tmp:
+            torch.save(with_new_statistics(ckpt, models), tmp)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    with atomic_path(args.out) as tmp:
-        torch.save(with_new_statistics(ckpt, models), tmp)
     print(f'{args.out}: BatchNorm statistics of {", ".join(models)} averaged over {args.batches} batches '
           f'of {batch_size}')
     return 0
