@@ -34,7 +34,7 @@ from diagnose_model import UNUSED, predict  # noqa: E402
 from fileio import atomic_path  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
 from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
+from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix, load_models  # noqa: E402
 
 BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 
@@ -73,8 +73,8 @@ def with_new_statistics(ckpt: dict, models: dict[str, nn.Module]) -> dict:
     for key, model in models.items():
         fresh = model.state_dict()
         stored = dict(ckpt[key])
-        for name, value in stored.items():
-            plain = name[len('module.'):] if name.startswith('module.') else name
+        # Same order, names as load_models reads them (a DataParallel 'module.' prefix removed).
+        for (name, value), plain in zip(list(stored.items()), _strip_prefix(stored)):
             if plain.rsplit('.', 1)[-1] in BN_BUFFERS and plain in fresh:
                 stored[name] = fresh[plain].to(value.dtype)
         out[key] = stored
