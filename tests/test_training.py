@@ -377,3 +377,69 @@ def test_precise_bn_replaces_only_batchnorm_statistics(tmp_path, data_root, base
     missing, out = str(tmp_path / 'missing.pth.tar'), str(tmp_path / 'never.pth.tar')
     assert precise_bn.main(['--config', config, '--checkpoint', missing, '--out', out]) == 2
     assert missing in capsys.readouterr().err and not os.path.exists(out)
+
+
+@pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
+def test_distill_keypoints_starts_a_smaller_model(tmp_path, data_root, base, capsys):
+    distill_keypoints = load_script('distill_keypoints')
+    import train
+    from frames_dataset import build_dataset
+    from modules import build_models
+    teacher_dir, student_dir = tmp_path / 'teacher', tmp_path / 'student'
+    teacher_dir.mkdir(), student_dir.mkdir()
+    teacher_config = write_config(teacher_dir, base, data_root)
+    small = copy.deepcopy(base)
+    small['model_params']['generator_params']['block_expansion'] = 4     # another generator size
+    if 'num_tps' in small['model_params']['common_params']:
+        small['model_params']['kp_detector_params'] = {'backbone': 'shufflenet_v2_x0_5'}
+        downstream = 'dense_motion_network'          # TPSMM: same size in both, so it is copied
+    else:
+        small['model_params']['kp_detector_params']['block_expansion'] = 4
+        downstream = 'discriminator'
+    config = write_config(student_dir, small, data_root)
+    torch.manual_seed(0)
+    teacher = build_models(yaml.safe_load(open(teacher_config)))
+    teacher_path = str(tmp_path / 'teacher.pth.tar')
+    torch.save({k: m.state_dict() for k, m in teacher.items()}, teacher_path)
+
+    # The fit itself: on one repeated batch the student's keypoints come close to the teacher's.
+    student = build_models(yaml.safe_load(open(config)))
+    dataset = build_dataset(yaml.safe_load(open(config))['dataset_params'], is_train=True)
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    frames = torch.cat([batch['source'], batch['driving']])
+    teacher['kp_detector'].eval()
+    student['kp_detector'].train()
+
+    def gap():
+        with torch.no_grad():
+            return distill_keypoints.keypoint_distance(student['kp_detector'](frames),
+                                                       teacher['kp_detector'](frames)).item()
+    before = gap()
+    distill_keypoints.distill(student['kp_detector'], teacher['kp_detector'], [batch] * 40, steps=40, lr=1e-3)
+    assert gap() < 0.5 * before
+
+    out = str(tmp_path / 'init.pth.tar')
+    assert distill_keypoints.main(['--config', config, '--teacher_config', teacher_config, '--teacher', teacher_path,
+                                   '--out', out, '--steps', '3', '--batch_size', '2']) == 0
+    assert f'copied from the teacher: {downstream}' in capsys.readouterr().out
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt['epoch'] == -1 and set(ckpt) - {'epoch'} == set(student)
+    for n, t in teacher[downstream].state_dict().items():
+        assert torch.equal(ckpt[downstream][n], t), n
+    # run.py --mode train --checkpoint on it starts at epoch 0 with the distilled networks.
+    fresh = build_models(yaml.safe_load(open(config)))
+    optimizers = train.build_optimizers(fresh, yaml.safe_load(open(config))['train_params'])
+    assert train.load_training_state(out, fresh, optimizers, yaml.safe_load(open(config))) == 0
+    for n, t in fresh['kp_detector'].state_dict().items():
+        assert torch.equal(ckpt['kp_detector'][n], t), n
+
+    # A teacher of the other family, or none: one message, exit 2, nothing written.
+    other = write_config(tmp_path, TINY_TPS if base is TINY_FOMM else TINY_FOMM, data_root)
+    never = str(tmp_path / 'never.pth.tar')
+    assert distill_keypoints.main(['--config', config, '--teacher_config', other, '--teacher', teacher_path,
+                                   '--out', never, '--steps', '1']) == 2
+    assert 'one family' in capsys.readouterr().err and not os.path.exists(never)
+    missing = str(tmp_path / 'missing.pth.tar')
+    assert distill_keypoints.main(['--config', config, '--teacher_config', teacher_config, '--teacher', missing,
+                                   '--out', never, '--steps', '1']) == 2
+    assert missing in capsys.readouterr().err and not os.path.exists(never)
