@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -283,7 +284,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
             with warnings.catch_warnings():
                 # A scheduler whose optimizer never stepped (FOMM discriminator with GAN off)
                 # still follows the epoch schedule, as in the reference; torch warns about it.
-                warnings.filterwarnings('ignore', message='Detected call of `lr_scheduler.step()`')
+                warnings.filterwarnings('ignore', message=re.escape('Detected call of `lr_scheduler.step()`'))
                 for phase in phases:
                     for sched in phase.schedulers.values():
                         sched.step()
