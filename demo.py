@@ -61,8 +61,8 @@ Example (--example)
                           identity, animate them with the bundled small TPSMM model and write
                           result.mp4 and side-by-side.mp4 (source | driving | result, x4).
   --example_dir DIR       where the example's files go (default example-output/).
-  --example_checkpoint P  checkpoint to use instead of checkpoints/synthetic-tps-64.pth.tar
-                          (with --config, default config/synthetic/tps-64.yaml).
+  --example_checkpoint P  checkpoint to use instead of checkpoints/synthetic-tps-64-small.pth.tar
+                          (with --config, default config/synthetic/tps-64-small.yaml).
   --example_frames N      length of the generated driving video (default 64).
 
 Errors with an input (missing, unreadable or damaged files, a config that does not fit the
@@ -90,8 +90,8 @@ from modules.checkpoint import CheckpointError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from video_io import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
 
-EXAMPLE_CONFIG = os.path.join('config', 'synthetic', 'tps-64.yaml')
-EXAMPLE_CHECKPOINT = os.path.join('checkpoints', 'synthetic-tps-64.pth.tar')
+EXAMPLE_CONFIG = os.path.join('config', 'synthetic', 'tps-64-small.yaml')
+EXAMPLE_CHECKPOINT = os.path.join('checkpoints', 'synthetic-tps-64-small.pth.tar')
 EXAMPLE_SEED = 12345          # synthetic_data.py's data set uses seeds [seed, 0|1, ...]; this one is apart
 EXAMPLE_SIZE = 64
 EXAMPLE_ZOOM = 4
