@@ -45,6 +45,10 @@ from precise_bn import training_batches  # noqa: E402
 def keypoint_distance(student: dict, teacher: dict) -> torch.Tensor:
     """Mean L1 over every keypoint output the two detectors share ({'fg_kp'} or {'value', 'jacobian'})."""
     shared = [k for k in student if k in teacher]
+    for k in shared:
+        if student[k].shape != teacher[k].shape:
+            raise ValueError(f"the student's keypoints '{k}' have shape {tuple(student[k].shape)}, the teacher's "
+                             f"{tuple(teacher[k].shape)}: both configs need the same number of keypoints")
     return sum(F.l1_loss(student[k], teacher[k]) for k in shared) / len(shared)
 
 

@@ -442,6 +442,13 @@ def test_distill_keypoints_starts_a_smaller_model(tmp_path, data_root, base, cap
     assert distill_keypoints.main(['--config', config, '--teacher_config', other, '--teacher', teacher_path,
                                    '--out', never, '--steps', '1']) == 2
     assert 'one family' in capsys.readouterr().err and not os.path.exists(never)
+    common = small['model_params']['common_params']
+    common.update({k: v + 1 for k, v in common.items() if k in ('num_kp', 'num_tps')})
+    (tmp_path / 'more').mkdir()
+    more_keypoints = write_config(tmp_path / 'more', small, data_root)
+    assert distill_keypoints.main(['--config', more_keypoints, '--teacher_config', teacher_config, '--teacher',
+                                   teacher_path, '--out', never, '--steps', '1', '--batch_size', '2']) == 2
+    assert 'same number of keypoints' in capsys.readouterr().err and not os.path.exists(never)
     missing = str(tmp_path / 'missing.pth.tar')
     assert distill_keypoints.main(['--config', config, '--teacher_config', teacher_config, '--teacher', missing,
                                    '--out', never, '--steps', '1']) == 2
