@@ -61,7 +61,7 @@ def copy_matching(student: dict, teacher_ckpt: dict) -> list[str]:
             continue
         state = _strip_prefix(teacher_ckpt[name])
         if not state_dict_mismatch(net, state):
-            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            net.load_state_dict(state)      # copies into the network's own dtype (fp16 exports too)
             copied.append(name)
     return copied
 
