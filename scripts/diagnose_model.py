@@ -9,6 +9,10 @@ checkpoint cannot: a FOMM run's held-out L1 can move by more than its margin ove
 Prints, for the first --videos test videos (source = first frame, as `--mode reconstruction`):
   reconstruction   L1 of the eval-mode prediction, the copy-the-source L1, and the mean signed
                    error (a brightness bias the perceptual loss let through)
+  warped source    L1 of the source warped by the model's dense motion, before the generator
+                   redraws it: how well the motion alone explains the driving frame. Well below
+                   copying while the prediction is not means the motion is learned and the
+                   generator is what falls short
   identity         L1 when the driving frame is the source itself: the generator's floor; a
                    model cannot beat copying by more than motion minus this
   keypoints        mean spread (std over keypoints, in [-1, 1] units) of the driving keypoints:
@@ -36,15 +40,15 @@ from modules.model import family_of  # noqa: E402
 UNUSED = ('discriminator', 'bg_predictor', 'avd_network')
 
 
-def predict(models: dict, source: torch.Tensor, driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 3, H, W) source and driving frames -> (prediction, driving keypoints (B, K, 2)),
-    in whatever mode (train/eval) the networks are in."""
+def predict(models: dict, source: torch.Tensor, driving: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """(B, 3, H, W) source and driving frames -> (generator output with 'prediction' and
+    'deformed', driving keypoints (B, K, 2)), in whatever mode (train/eval) the networks are in."""
     kp_source, kp_driving = models['kp_detector'](source), models['kp_detector'](driving)
     if family_of(models) == 'fomm':
-        return models['generator'](source, kp_source=kp_source, kp_driving=kp_driving)['prediction'], kp_driving['value']
+        return models['generator'](source, kp_source=kp_source, kp_driving=kp_driving), kp_driving['value']
     motion = models['dense_motion_network'](source_image=source, kp_driving=kp_driving, kp_source=kp_source,
                                             bg_param=None, dropout_flag=False)
-    return models['inpainting_network'](source, motion)['prediction'], kp_driving['fg_kp']
+    return models['inpainting_network'](source, motion), kp_driving['fg_kp']
 
 
 def video_frames(dataset, index: int) -> torch.Tensor:
@@ -57,19 +61,20 @@ def diagnose(models: dict, dataset, num_videos: int, trials: int, batch: int, se
         m.eval()
     count = min(num_videos, len(dataset))
     videos = [video_frames(dataset, i) for i in range(count)]
-    err, copied, signed, ident, spread = [], [], [], [], []
+    err, copied, warped, signed, ident, spread = [], [], [], [], [], []
     for video in videos:
         source = video[:1].expand_as(video)
-        pred, kp = predict(models, source, video)
-        err.append((pred - video).abs().mean().item())
+        out, kp = predict(models, source, video)
+        err.append((out['prediction'] - video).abs().mean().item())
         copied.append((source - video).abs().mean().item())
-        signed.append((pred - video).mean().item())
+        warped.append((out['deformed'] - video).abs().mean().item())
+        signed.append((out['prediction'] - video).mean().item())
         spread.append(kp.std(dim=1).mean().item())
         same, _ = predict(models, video[:1], video[:1])
-        ident.append((same - video[:1]).abs().mean().item())
+        ident.append((same['prediction'] - video[:1]).abs().mean().item())
     r = {'videos': count, 'l1': float(np.mean(err)), 'copy_l1': float(np.mean(copied)),
-         'bias': float(np.mean(signed)), 'identity_l1': float(np.mean(ident)),
-         'keypoint_spread': float(np.mean(spread))}
+         'warped_l1': float(np.mean(warped)), 'bias': float(np.mean(signed)),
+         'identity_l1': float(np.mean(ident)), 'keypoint_spread': float(np.mean(spread))}
     if trials > 0:
         r.update(batch_dependence(models, videos, trials, batch, seed))
     return r
@@ -88,8 +93,8 @@ def batch_dependence(models: dict, videos: list[torch.Tensor], trials: int, batc
     for _ in range(trials):
         others = rng.choice(np.arange(1, len(pool)), size=min(batch - 1, len(pool) - 1), replace=False)
         frames = torch.cat([pool[:1], pool[others]])
-        pred, _ = predict(models, frames, frames)
-        shifts.append((pred[0] - frames[0]).mean().item())
+        out, _ = predict(models, frames, frames)
+        shifts.append((out['prediction'][0] - frames[0]).mean().item())
     for k, m in models.items():
         m.load_state_dict(saved[k])
         m.eval()
@@ -100,6 +105,7 @@ def batch_dependence(models: dict, videos: list[torch.Tensor], trials: int, batc
 def report(r: dict, args) -> None:
     print(f"reconstruction    L1 {r['l1']:.4f} (copy the source {r['copy_l1']:.4f}), mean signed error {r['bias']:+.4f}"
           f" over {r['videos']} videos")
+    print(f"warped source     L1 {r['warped_l1']:.4f} (the source warped by the model's motion, before the generator)")
     print(f"identity          L1 {r['identity_l1']:.4f} (driving frame = source)")
     print(f"keypoints         spread {r['keypoint_spread']:.3f}")
     if 'batch_shift_std' in r:

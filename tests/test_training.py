@@ -300,6 +300,14 @@ def test_diagnose_model_measures_without_changing_the_model(data_root, base):
     quick = diagnose_model.diagnose(models, dataset, num_videos=5, trials=0, batch=2)
     assert 'batch_shift_std' not in quick and 'batch_shift_std' in r
     assert quick['l1'] == r['l1'] and quick['identity_l1'] == r['identity_l1']
+    # The warped source is the motion's alone: a different last generator layer changes the
+    # prediction but not it.
+    assert 0 < r['warped_l1'] < 1
+    generator = models.get('generator') or models['inpainting_network']
+    with torch.no_grad():
+        generator.final.bias.add_(1.0)
+    redrawn = diagnose_model.diagnose(models, dataset, num_videos=5, trials=0, batch=2)
+    assert redrawn['l1'] != r['l1'] and redrawn['warped_l1'] == r['warped_l1']
 
 
 @pytest.mark.parametrize('base', [TINY_FOMM], ids=['fomm'])
