@@ -1,6 +1,7 @@
 """Command line entry for training and evaluation of both families.
 
     python run.py --config config/fomm/vox-256.yaml --mode train [--checkpoint K] [--log_dir D]
+    python run.py --config ... --mode train --device_ids 0,1,2,3      # one process per GPU, as torchrun
     torchrun --nproc_per_node 4 run.py --config ... --mode train        # DDP + SyncBatchNorm
     python run.py --config config/tps/vox-256.yaml --mode train_avd --checkpoint vox.pth.tar
     python run.py --config ... --mode reconstruction --checkpoint K
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import time
 
@@ -25,7 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--log_dir', default='log', help='parent folder of the run folder')
     p.add_argument('--checkpoint', default=None, help='checkpoint to resume from / evaluate')
     p.add_argument('--device_ids', default='0', type=lambda s: [int(x) for x in s.split(',')],
-                   help='GPUs for one process (DataParallel when several); ignored under torchrun')
+                   help='GPUs to train on; several start one process per GPU (DDP + SyncBatchNorm, the same '
+                        'as torchrun); ignored under torchrun')
     p.add_argument('--cpu', action='store_true', help='run on the CPU even when CUDA is present')
     p.add_argument('--epochs', type=int, default=None, help='override train_params.num_epochs (for quick runs)')
     p.add_argument('--max_minutes', type=float, default=None,
@@ -36,22 +39,67 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_distributed(cpu: bool):
+    """Join the process group torchrun describes in the environment (WORLD_SIZE, RANK, LOCAL_RANK)."""
     from train import Dist
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world <= 1:
         return Dist()
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    return init_process_group(Dist(rank=int(os.environ.get('RANK', '0')), world_size=world, local_rank=local_rank,
+                                   device_index=local_rank), cpu)
+
+
+def init_process_group(dist, cpu: bool):
     use_cuda = torch.cuda.is_available() and not cpu
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-    torch.distributed.init_process_group('nccl' if use_cuda else 'gloo')
-    return Dist(rank=torch.distributed.get_rank(), world_size=world, local_rank=local_rank)
+        torch.cuda.set_device(dist.device_index)
+    torch.distributed.init_process_group('nccl' if use_cuda else 'gloo', rank=dist.rank, world_size=dist.world_size)
+    return dist
+
+
+def launches_per_device(args) -> bool:
+    """`--device_ids 0,1,...` in a plain `python run.py --mode train`: one process per GPU.
+
+    The reference ran nn.DataParallel over these GPUs with FOMM's synchronised BatchNorm, so
+    BatchNorm saw the whole batch. nn.DataParallel with torch's BatchNorm would normalise each
+    GPU's slice alone (and keep only GPU 0's running statistics); one DDP process per GPU with
+    SyncBatchNorm normalises over the whole batch again, and is what PyTorch recommends."""
+    return (args.mode == 'train' and len(args.device_ids) > 1 and 'WORLD_SIZE' not in os.environ
+            and torch.cuda.is_available() and not args.cpu)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def launch(args, device_ids: list[int]) -> int:
+    """Start one training process per entry of `device_ids` on this machine and wait for all.
+    Each process joins a local process group, as under `torchrun --nproc_per_node len(device_ids)`."""
+    import torch.multiprocessing as mp
+    master = (os.environ.get('MASTER_ADDR', '127.0.0.1'), os.environ.get('MASTER_PORT') or str(free_port()))
+    try:
+        mp.spawn(launched_process, args=(args, device_ids, master), nprocs=len(device_ids), join=True)
+    except mp.ProcessExitedException as e:
+        return e.exit_code or 1
+    return 0
+
+
+def launched_process(index: int, args, device_ids: list[int], master: tuple[str, str]) -> None:
+    from train import Dist
+    os.environ['MASTER_ADDR'], os.environ['MASTER_PORT'] = master
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(device_ids)))   # CPU threads split between ranks
+    dist = init_process_group(Dist(rank=index, world_size=len(device_ids), local_rank=index,
+                                   device_index=device_ids[index]), args.cpu)
+    code = execute(args, dist)
+    if code:
+        sys.exit(code)
 
 
 def pick_device(args, dist) -> torch.device:
     if torch.cuda.is_available() and not args.cpu:
-        index = dist.local_rank if dist.enabled else args.device_ids[0]
-        return torch.device('cuda', index)
+        return torch.device('cuda', dist.device_index if dist.enabled else args.device_ids[0])
     return torch.device('cpu')
 
 
@@ -64,12 +112,18 @@ def run_dir(args, config_path: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if launches_per_device(args):
+        return launch(args, args.device_ids)
+    return execute(args, setup_distributed(args.cpu))
+
+
+def execute(args, dist) -> int:
+    """Run `args.mode` in this process (one rank of a process group when `dist.enabled`)."""
     from frames_dataset import DatasetRepeater, build_dataset
     from modules import build_models, load_config
     from modules.checkpoint import CheckpointError
     from modules.config import ConfigError
 
-    dist = setup_distributed(args.cpu)
     logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
                         format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
     torch.manual_seed(args.seed + dist.rank)
@@ -85,7 +139,7 @@ def main(argv=None) -> int:
             dataset = build_dataset(config['dataset_params'], is_train=True)
             if params.get('num_repeats', 1) != 1:
                 dataset = DatasetRepeater(dataset, params['num_repeats'])
-            train.train(config, models, dataset, log_dir, device, args.checkpoint, dist, args.device_ids,
+            train.train(config, models, dataset, log_dir, device, args.checkpoint, dist,
                         max_epochs=args.epochs, max_minutes=args.max_minutes)
         elif args.mode == 'train_avd':
             import train_avd
@@ -102,7 +156,8 @@ def main(argv=None) -> int:
             import animate
             animate.animate_dataset(config, models, log_dir, device, args.checkpoint)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
+        if dist.is_main:     # every rank meets the same bad input; one message is enough
+            print(f'error: {e}', file=sys.stderr)
         return 2
     finally:
         if dist.enabled:

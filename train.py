@@ -1,5 +1,5 @@
-"""Training, as both papers do it, on one process (CPU, one GPU, DataParallel over --device_ids)
-or many (torchrun: DistributedDataParallel + SyncBatchNorm, rank 0 logs and checkpoints).
+"""Training, as both papers do it, on one process (CPU or one GPU) or many (torchrun, or run.py
+--device_ids over several GPUs: DistributedDataParallel + SyncBatchNorm, rank 0 logs and checkpoints).
 
 Reads top to bottom: phases are built once (`build_phases`), then `train` loops over epochs
 and batches, summing each phase's dict of named losses.
@@ -43,6 +43,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device_index: int = 0      # this rank's CUDA device (torchrun: local_rank; run.py --device_ids: its entry)
 
     @property
     def enabled(self) -> bool:
@@ -91,14 +92,12 @@ def build_optimizers(models: dict, train_params: dict) -> dict[str, torch.optim.
     return opts
 
 
-def wrap(model: nn.Module, device: torch.device, dist: Dist, device_ids: list[int] | None) -> nn.Module:
-    """DistributedDataParallel under torchrun, DataParallel for several --device_ids, else as is."""
+def wrap(model: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
+    """DistributedDataParallel in a process group, else the model as is."""
     if dist.enabled:
         ids = [device.index] if device.type == 'cuda' else None
         # Networks unused in some epochs (TPSMM's bg_predictor before bg_start) need the unused scan.
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-    if device.type == 'cuda' and device_ids and len(device_ids) > 1:
-        return nn.DataParallel(model, device_ids=device_ids)
     return model
 
 
@@ -123,26 +122,26 @@ def load_training_state(path: str, models: dict, optimizers: dict, config: dict)
     return int(ckpt.get('epoch', -1)) + 1
 
 
-def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch: int, device, dist, device_ids):
+def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch: int, device, dist):
     milestones = train_params['epoch_milestones']
     schedulers = {k.replace('optimizer', 'scheduler'): multistep(o, milestones, start_epoch)
                   for k, o in optimizers.items()}
     generator_full = GeneratorFullModel(models, train_params).to(device)
     if family_of(models) == 'fomm':
         gen_keys = ['optimizer_generator', 'optimizer_kp_detector']
-        phases = [Phase('generator', wrap(generator_full, device, dist, device_ids),
+        phases = [Phase('generator', wrap(generator_full, device, dist),
                         {k: optimizers[k] for k in gen_keys},
                         {k.replace('optimizer', 'scheduler'): schedulers[k.replace('optimizer', 'scheduler')]
                          for k in gen_keys})]
         if train_params['loss_weights'].get('generator_gan', 0) != 0:
             disc_full = DiscriminatorFullModel(models, train_params).to(device)
-            phases.append(Phase('discriminator', wrap(disc_full, device, dist, device_ids),
+            phases.append(Phase('discriminator', wrap(disc_full, device, dist),
                                 {'optimizer_discriminator': optimizers['optimizer_discriminator']},
                                 {'scheduler_discriminator': schedulers['scheduler_discriminator']}))
         elif 'scheduler_discriminator' in schedulers:
             phases[0].schedulers['scheduler_discriminator'] = schedulers['scheduler_discriminator']
         return phases
-    phase = Phase('generator', wrap(generator_full, device, dist, device_ids), dict(optimizers), schedulers,
+    phase = Phase('generator', wrap(generator_full, device, dist), dict(optimizers), schedulers,
                   clip=[models['kp_detector'], models['dense_motion_network']])
     return [phase]
 
@@ -225,7 +224,7 @@ def check_loss_weights(config: dict) -> None:
 
 
 def train(config: dict, models: dict, dataset, log_dir: str, device: torch.device, checkpoint: str | None = None,
-          dist: Dist = Dist(), device_ids: list[int] | None = None, last_checkpoint_minutes: float = 15.0,
+          dist: Dist = Dist(), last_checkpoint_minutes: float = 15.0,
           max_epochs: int | None = None, max_minutes: float | None = None) -> int:
     """Train from `config` on `dataset` (items {'source', 'driving'}). Returns the last epoch run.
 
@@ -247,7 +246,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         if device.type == 'cuda':
             for k in models:
                 models[k] = convert_model(models[k])
-    phases = build_phases(models, train_params, optimizers, start_epoch, device, dist, device_ids)
+    phases = build_phases(models, train_params, optimizers, start_epoch, device, dist)
     channels_last = use_channels_last(models, phases, device, dist)
     loader = make_loader(dataset, train_params, dist)
     if len(loader) == 0:
@@ -257,8 +256,8 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
     logger = Logger(log_dir, checkpoint_freq=train_params.get('checkpoint_freq', 1),
                     visualizer_params=config.get('visualizer_params'), enabled=dist.is_main)
     if dist.is_main:
-        log.info('training %s epochs %d..%d, %d iterations per epoch', family_of(models), start_epoch,
-                 num_epochs - 1, len(loader))
+        log.info('training %s epochs %d..%d, %d iterations per epoch, %d process%s', family_of(models), start_epoch,
+                 num_epochs - 1, len(loader), dist.world_size, 'es' if dist.enabled else '')
     step = start_epoch * len(loader)
     last_save = time.monotonic()
     epoch = start_epoch - 1

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         return time_loader(config, params, args)
     models = {k: m.to(device).train() for k, m in build_models(config).items()}
     optimizers = train.build_optimizers(models, params)
-    phases = train.build_phases(models, params, optimizers, 0, device, train.Dist(), None)
+    phases = train.build_phases(models, params, optimizers, 0, device, train.Dist())
     channels_last = not args.nchw and train.use_channels_last(models, phases, device, train.Dist())
     if args.random_data:
         shape = config['dataset_params'].get('frame_shape') or [256, 256, 3]

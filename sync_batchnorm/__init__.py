@@ -1,8 +1,10 @@
 """Synchronised BatchNorm for distributed training: a thin layer over torch.
 
-The original FOMM vendored a third-party SynchronizedBatchNorm for nn.DataParallel. PyTorch
-has had `torch.nn.SyncBatchNorm` (for DistributedDataParallel) since 1.1; this package only
-keeps the old import names working and converts a model's BatchNorm layers in place.
+The original FOMM vendored a third-party SynchronizedBatchNorm for nn.DataParallel, so that
+BatchNorm saw the whole batch across GPUs. PyTorch has had `torch.nn.SyncBatchNorm` (for
+DistributedDataParallel) since 1.1, and run.py trains on several GPUs with one DDP process per GPU
+(`--device_ids` or torchrun); this package only keeps the old import names working and converts
+a model's BatchNorm layers in place.
 State-dict keys are unchanged by the conversion, so checkpoints load either way.
 """
 from __future__ import annotations
@@ -11,7 +13,9 @@ import torch
 from torch import nn
 
 SynchronizedBatchNorm2d = nn.BatchNorm2d     # the layer type used in modules; converted under DDP
-DataParallelWithCallback = nn.DataParallel   # old name; DataParallel needs no callback any more
+# Old name, for code that imports it. Note nn.DataParallel normalises each GPU's slice of the batch
+# alone; training here never uses it (see run.launches_per_device).
+DataParallelWithCallback = nn.DataParallel
 
 
 def convert_model(module: nn.Module, process_group=None) -> nn.Module:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -143,12 +142,6 @@ def test_jacobian_loss_without_jacobians_is_refused_before_training(tmp_path, da
     assert not log_dir.exists()          # refused before any output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, config_path: str, out_dir: str):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -169,7 +162,7 @@ def _ddp_worker(rank: int, world: int, port: int, config_path: str, out_dir: str
 @pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
 def test_ddp_two_processes_keep_identical_weights(tmp_path, data_root, base):
     config = write_config(tmp_path, base, data_root, num_epochs=1, batch_size=4)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, run.free_port(), config, str(tmp_path)), nprocs=2, join=True)
     a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
     initial = __import__('modules').build_models(__import__('modules').load_config(config))
@@ -181,6 +174,43 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path, data_root, base):
                 changed = True
     assert changed, 'training did not change the weights'
     assert os.path.isfile(tmp_path / 'log' / 'last.pth.tar')     # rank 0 wrote it
+
+
+def test_device_ids_start_one_process_per_device(tmp_path, data_root, capfd):
+    """`--device_ids 0,1` trains as `torchrun --nproc_per_node 2` would (here on the CPU, with gloo)."""
+    config = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=1, batch_size=4)
+    log_dir = tmp_path / 'log'
+    args = run.parse_args(['--config', config, '--log_dir', str(log_dir), '--device_ids', '0,1', '--cpu'])
+    assert run.launch(args, args.device_ids) == 0
+    err = capfd.readouterr().err
+    assert '2 processes' in err, err[-2000:]
+    run_dir = only_run_dir(log_dir)           # rank 0 alone writes a run folder
+    assert os.path.isfile(os.path.join(run_dir, 'last.pth.tar'))
+    assert len(log_lines(run_dir)) == 1
+
+
+def test_device_ids_bad_config_is_one_message(tmp_path, capfd):
+    config = tmp_path / 'config.yaml'
+    config.write_text('model_params: [unclosed')
+    args = run.parse_args(['--config', str(config), '--log_dir', str(tmp_path / 'log'), '--device_ids', '0,1',
+                           '--cpu'])
+    assert run.launch(args, args.device_ids) == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.startswith('error:')]
+    assert len(err) == 1 and str(config) in err[0]
+    assert not (tmp_path / 'log').exists()
+
+
+def test_device_ids_launch_only_for_several_gpus(monkeypatch):
+    args = run.parse_args(['--config', 'c.yaml', '--device_ids', '0,1'])
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    assert run.launches_per_device(args)
+    assert not run.launches_per_device(run.parse_args(['--config', 'c.yaml', '--device_ids', '0']))
+    assert not run.launches_per_device(run.parse_args(['--config', 'c.yaml', '--device_ids', '0,1', '--cpu']))
+    assert not run.launches_per_device(run.parse_args(['--config', 'c.yaml', '--device_ids', '0,1',
+                                                       '--mode', 'reconstruction']))
+    monkeypatch.setenv('WORLD_SIZE', '2')     # already a torchrun rank
+    assert not run.launches_per_device(args)
 
 
 def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
@@ -196,7 +226,7 @@ def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
     models = build_models(config)
     optimizers = build_optimizers(models, train_params)
     generator_phase, discriminator_phase = build_phases(models, train_params, optimizers, 0, torch.device('cpu'),
-                                                        Dist(), None)
+                                                        Dist())
     models['discriminator'].eval()    # no spectral-norm power iteration: repeated calls agree
     batch = {'source': torch.rand(2, 3, 64, 64), 'driving': torch.rand(2, 3, 64, 64)}
     _, generated = step_phase(generator_phase, batch, 0, models, train_params)
@@ -235,7 +265,7 @@ def test_channels_last_training_step_equals_nchw(base):
         torch.manual_seed(1)
         models = {k: m.train() for k, m in modules.build_models(config).items()}
         phases = train.build_phases(models, params, train.build_optimizers(models, params), 0,
-                                    torch.device('cpu'), train.Dist(), None)
+                                    torch.device('cpu'), train.Dist())
         if channels_last:
             assert train.use_channels_last(models, phases, torch.device('cpu'), train.Dist())
             conv_weight = next(p for p in models['kp_detector'].parameters() if p.dim() == 4)
