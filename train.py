@@ -115,7 +115,12 @@ def load_training_state(path: str, models: dict, optimizers: dict, config: dict)
     """Resume: networks (strict, with diagnostics), optimizers; returns the next epoch to run."""
     ckpt = load_models(path, models, config, required=tuple(models))
     for key, opt in optimizers.items():
-        if key in ckpt:
+        if all(group['lr'] == 0 for group in opt.param_groups):
+            # A learning rate of 0 in the config freezes that network (FOMM's taichi-adv-256 sets
+            # lr_kp_detector: 0 to fine-tune from a taichi-256 checkpoint). Loading the saved
+            # optimizer would bring back its old learning rate, so, as the reference, it is not loaded.
+            log.info('%s: learning rate 0 in the config; %s not restored, its network stays frozen', path, key)
+        elif key in ckpt:
             opt.load_state_dict(ckpt[key])
         else:
             log.warning('%s has no %s; that optimizer starts fresh', path, key)

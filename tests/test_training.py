@@ -89,6 +89,24 @@ def test_train_checkpoint_and_resume(tmp_path, data_root, base, recwarn):
     assert max(s['step'] for s in resumed[opt_key]['state'].values()) > steps_before
 
 
+def test_resume_with_zero_learning_rate_keeps_that_network_frozen(tmp_path, data_root):
+    """taichi-adv-256 fine-tunes a taichi-256 checkpoint with lr_kp_detector: 0. The saved keypoint
+    optimizer carries the old learning rate and must not be restored, or the detector would train."""
+    log_dir = tmp_path / 'log'
+    config = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=1)
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
+    start = os.path.join(only_run_dir(log_dir), 'last.pth.tar')
+    before = torch.load(start, weights_only=True)
+    frozen = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=2, lr_kp_detector=0)
+    assert run.main(['--config', frozen, '--log_dir', str(log_dir), '--checkpoint', start]) == 0
+    after = torch.load(start, weights_only=True)
+    assert after['epoch'] == 1
+    params = dict(__import__('modules').build_models(TINY_FOMM)['kp_detector'].named_parameters())
+    for name in params:
+        assert torch.equal(after['kp_detector'][name], before['kp_detector'][name]), name
+    assert not torch.equal(after['generator']['final.weight'], before['generator']['final.weight'])
+
+
 def test_train_avd_and_reconstruction(tmp_path, data_root):
     config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1)
     log_dir = tmp_path / 'log'
