@@ -374,6 +374,15 @@ class Logger:
             else:
                 self._writer = SummaryWriter(log_dir=os.path.join(log_dir, 'tensorboard'))
 
+    def keep_config(self, path: str) -> None:
+        """Copy the run's config file into the run folder (as the references do), so a checkpoint
+        always travels with the config it was trained from. An existing copy (a resumed run) is kept."""
+        target = os.path.join(self.log_dir, os.path.basename(path))
+        if not self.enabled or not os.path.isfile(path) or os.path.exists(target):
+            return
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
+
     # -- naming ----------------------------------------------------------------------------
 
     def _epoch_str(self, epoch: int) -> str:

@@ -133,6 +133,7 @@ def execute(args, dist) -> int:
         log.info('device: %s%s', device, f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else '')
         models = build_models(config)
         log_dir = run_dir(args, args.config)
+        log.info('run folder: %s', log_dir)
         if args.mode == 'train':
             import train
             params = config['train_params']

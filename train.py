@@ -260,6 +260,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
     checkpoint_objects = {**models, **optimizers, **{k: v for p in phases for k, v in p.schedulers.items()}}
     logger = Logger(log_dir, checkpoint_freq=train_params.get('checkpoint_freq', 1),
                     visualizer_params=config.get('visualizer_params'), enabled=dist.is_main)
+    logger.keep_config(config_path(config))
     if dist.is_main:
         log.info('training %s epochs %d..%d, %d iterations per epoch, %d process%s', family_of(models), start_epoch,
                  num_epochs - 1, len(loader), dist.world_size, 'es' if dist.enabled else '')

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from frames_dataset import DatasetRepeater
 from logger import Logger
 from modules.checkpoint import load_models
+from modules.config import config_path
 
 
 def random_axis_scale(kp: torch.Tensor, scale: float) -> torch.Tensor:
@@ -39,6 +40,7 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
     objects = {**models, 'optimizer_avd': optimizer}
     step, epoch = 0, -1
     with Logger(log_dir, params.get('checkpoint_freq', 1), config.get('visualizer_params')) as logger:
+        logger.keep_config(config_path(config))
         for epoch in range(num_epochs):
             for batch in tqdm(loader, desc=f'avd epoch {epoch}'):
                 with torch.no_grad():

@@ -66,6 +66,10 @@ def test_train_checkpoint_and_resume(tmp_path, data_root, base, recwarn):
         assert values and all(v == v and abs(v) < 1e6 for v in values), line
     for name in ('last.pth.tar', '00000000-checkpoint.pth.tar', '00000001-checkpoint.pth.tar'):
         assert os.path.isfile(os.path.join(run_dir, name)), name
+    with open(config) as f:
+        first_config = f.read()
+    with open(os.path.join(run_dir, 'config.yaml')) as f:     # the config travels with the checkpoints
+        assert f.read() == first_config
 
     last = torch.load(os.path.join(run_dir, 'last.pth.tar'), weights_only=True)
     assert last['epoch'] == 1
@@ -87,6 +91,8 @@ def test_train_checkpoint_and_resume(tmp_path, data_root, base, recwarn):
     group = resumed[opt_key]['param_groups'][0]
     assert group['lr'] == pytest.approx(group['initial_lr'] * 0.1)        # past the milestone
     assert max(s['step'] for s in resumed[opt_key]['state'].values()) > steps_before
+    with open(os.path.join(run_dir, 'config.yaml')) as f:     # a resume keeps the run's first config
+        assert f.read() == first_config
 
 
 def test_resume_with_zero_learning_rate_keeps_that_network_frozen(tmp_path, data_root):
@@ -117,6 +123,7 @@ def test_train_avd_and_reconstruction(tmp_path, data_root):
     assert run.main(['--config', config, '--mode', 'train_avd', '--checkpoint', ckpt, '--log_dir', str(avd_dir)]) == 0
     after = torch.load(os.path.join(only_run_dir(avd_dir), 'last.pth.tar'), weights_only=True)['avd_network']
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    assert os.path.isfile(os.path.join(only_run_dir(avd_dir), 'config.yaml'))
 
     rec_dir = tmp_path / 'rec'
     assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', ckpt,
