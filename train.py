@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from logger import Logger
-from modules.checkpoint import load_models
+from modules.checkpoint import CheckpointError, load_models
 from modules.config import ConfigError, config_path
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, family_of
 from sync_batchnorm import convert_model
@@ -111,6 +111,18 @@ def make_loader(dataset, train_params: dict, dist: Dist, seed: int = 0) -> DataL
                       persistent_workers=workers > 0)
 
 
+def restore_optimizer(opt: torch.optim.Optimizer, state: dict, path: str, key: str) -> None:
+    """Load a saved optimizer state. The schedulers need each group's `initial_lr`; an optimizer
+    saved without one (never attached to a scheduler) gets the config's learning rate."""
+    configured = [group['initial_lr'] for group in opt.param_groups]
+    try:
+        opt.load_state_dict(state)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f'{path}: {key} does not fit this config\'s networks ({e})') from None
+    for group, initial in zip(opt.param_groups, configured):
+        group.setdefault('initial_lr', initial)
+
+
 def load_training_state(path: str, models: dict, optimizers: dict, config: dict) -> int:
     """Resume: networks (strict, with diagnostics), optimizers; returns the next epoch to run."""
     ckpt = load_models(path, models, config, required=tuple(models))
@@ -121,7 +133,7 @@ def load_training_state(path: str, models: dict, optimizers: dict, config: dict)
             # optimizer would bring back its old learning rate, so, as the reference, it is not loaded.
             log.info('%s: learning rate 0 in the config; %s not restored, its network stays frozen', path, key)
         elif key in ckpt:
-            opt.load_state_dict(ckpt[key])
+            restore_optimizer(opt, ckpt[key], path, key)
         else:
             log.warning('%s has no %s; that optimizer starts fresh', path, key)
     return int(ckpt.get('epoch', -1)) + 1
@@ -243,6 +255,11 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         m.to(device).train()
     optimizers = build_optimizers(models, train_params)
     start_epoch = load_training_state(checkpoint, models, optimizers, config) if checkpoint else 0
+    if start_epoch >= num_epochs:
+        if dist.is_main:
+            log.warning('nothing to train: %s ends epoch %d and the run has %d epochs (train_params.num_epochs or '
+                        '--epochs); raise it to train further', checkpoint, start_epoch - 1, num_epochs)
+        return start_epoch - 1
     if dist.enabled:
         # Identical start on every rank (fresh runs draw different inits per process).
         for m in models.values():

@@ -113,6 +113,40 @@ def test_resume_with_zero_learning_rate_keeps_that_network_frozen(tmp_path, data
     assert not torch.equal(after['generator']['final.weight'], before['generator']['final.weight'])
 
 
+def test_resume_edge_cases(tmp_path, data_root, caplog, capsys):
+    log_dir = tmp_path / 'log'
+    config = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=1)
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
+    run_dir = only_run_dir(log_dir)
+    saved = torch.load(os.path.join(run_dir, 'last.pth.tar'), weights_only=True)
+
+    # Already at num_epochs: says so, trains nothing, writes nothing.
+    before = sorted(os.listdir(run_dir))
+    with caplog.at_level('WARNING', logger='train'):
+        assert run.main(['--config', config, '--checkpoint', os.path.join(run_dir, 'last.pth.tar')]) == 0
+    assert 'nothing to train' in caplog.text and 'last.pth.tar' in caplog.text
+    assert sorted(os.listdir(run_dir)) == before
+
+    # Optimizers saved without `initial_lr` (never attached to a scheduler) still resume.
+    for key in ('optimizer_generator', 'optimizer_kp_detector', 'optimizer_discriminator'):
+        for group in saved[key]['param_groups']:
+            del group['initial_lr']
+    bare = str(tmp_path / 'bare' / 'ckpt.pth.tar')
+    os.makedirs(os.path.dirname(bare))
+    torch.save(saved, bare)
+    config2 = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=2)
+    assert run.main(['--config', config2, '--checkpoint', bare]) == 0
+    assert torch.load(os.path.join(os.path.dirname(bare), 'last.pth.tar'), weights_only=True)['epoch'] == 1
+
+    # An optimizer state that does not fit the networks: one line naming the file.
+    saved['optimizer_generator']['param_groups'][0]['params'].pop()
+    torch.save(saved, bare)
+    capsys.readouterr()
+    assert run.main(['--config', config2, '--checkpoint', bare]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and bare in err[0] and 'optimizer_generator' in err[0]
+
+
 def test_train_avd_and_reconstruction(tmp_path, data_root):
     config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1)
     log_dir = tmp_path / 'log'
