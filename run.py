@@ -110,8 +110,25 @@ def run_dir(args, config_path: str) -> str:
     return os.path.join(args.log_dir, name)
 
 
+def missing_gpus(args) -> str | None:
+    """A message when --device_ids names a GPU this machine does not have (else None)."""
+    if 'WORLD_SIZE' in os.environ or args.cpu or not torch.cuda.is_available():
+        return None
+    count = torch.cuda.device_count()
+    wanted = args.device_ids if args.mode == 'train' else args.device_ids[:1]
+    bad = [i for i in wanted if not 0 <= i < count]
+    if bad:
+        return (f'--device_ids {",".join(map(str, args.device_ids))}: no CUDA device {",".join(map(str, bad))}; '
+                f'this machine shows {count} (0..{count - 1}, after CUDA_VISIBLE_DEVICES)')
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    problem = missing_gpus(args)
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        return 2
     if launches_per_device(args):
         return launch(args, args.device_ids)
     return execute(args, setup_distributed(args.cpu))

@@ -272,6 +272,18 @@ def test_device_ids_launch_only_for_several_gpus(monkeypatch):
     assert not run.launches_per_device(args)
 
 
+def test_device_ids_naming_a_missing_gpu_is_one_message(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    assert run.main(['--config', 'c.yaml', '--device_ids', '0,1,2,3', '--log_dir', str(tmp_path / 'log')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'no CUDA device 2,3' in err[0] and 'shows 2' in err[0]
+    assert run.missing_gpus(run.parse_args(['--config', 'c.yaml', '--device_ids', '1,0'])) is None
+    assert run.missing_gpus(run.parse_args(['--config', 'c.yaml', '--device_ids', '0,1,2', '--cpu'])) is None
+    assert not (tmp_path / 'log').exists()
+
+
 def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
     """The generator phase leaves gradients on the discriminator (GAN and feature-matching terms);
     the discriminator's step must see only its own loss's gradients, as in the reference."""
