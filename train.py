@@ -253,6 +253,10 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
     num_epochs = train_params['num_epochs'] if max_epochs is None else max_epochs
     for m in models.values():
         m.to(device).train()
+    if device.type == 'cuda':
+        # Every batch has the same shapes (drop_last), so cuDNN's per-shape algorithm search is
+        # paid once (PyTorch's performance guide; the references leave it off).
+        torch.backends.cudnn.benchmark = True
     optimizers = build_optimizers(models, train_params)
     start_epoch = load_training_state(checkpoint, models, optimizers, config) if checkpoint else 0
     if start_epoch >= num_epochs:
