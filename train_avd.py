@@ -22,6 +22,22 @@ def random_axis_scale(kp: torch.Tensor, scale: float) -> torch.Tensor:
     return kp * factors
 
 
+@torch.no_grad()
+def avd_preview(models: dict, batch: dict, device, rows: int = 6) -> tuple[dict, dict]:
+    """Each source animated with another video's driving frame through the AVD network (what it is
+    for: the pose of one identity on another), as (inp, out) for the epoch's visualisation."""
+    source = batch['source'][:rows].to(device)
+    driving = batch['driving'][:rows].roll(1, dims=0).to(device)
+    kp_source = models['kp_detector'](source)
+    kp_avd = models['avd_network'].eval()(kp_source, models['kp_detector'](driving))
+    motion = models['dense_motion_network'](source_image=source, kp_driving=kp_avd, kp_source=kp_source,
+                                            bg_param=None, dropout_flag=False)
+    out = models['inpainting_network'](source, motion)
+    out.update(kp_source=kp_source, kp_driving=kp_avd)
+    models['avd_network'].train()
+    return {'source': source, 'driving': driving}, out
+
+
 def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpoint: str,
               max_epochs: int | None = None) -> int:
     params = config['train_avd_params']
@@ -55,6 +71,7 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
                 logger.log_iter({'rec_kp': loss.item()}, step)
                 step += 1
             scheduler.step()
-            logger.log_epoch(epoch, objects)
+            inp, out = avd_preview(models, batch, device)
+            logger.log_epoch(epoch, objects, inp=inp, out=out)
         logger.save_final(objects, epoch)
     return epoch

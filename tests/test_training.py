@@ -158,6 +158,7 @@ def test_train_avd_and_reconstruction(tmp_path, data_root):
     after = torch.load(os.path.join(only_run_dir(avd_dir), 'last.pth.tar'), weights_only=True)['avd_network']
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
     assert os.path.isfile(os.path.join(only_run_dir(avd_dir), 'config.yaml'))
+    assert os.listdir(os.path.join(only_run_dir(avd_dir), 'train-vis'))      # AVD re-targeting preview
 
     rec_dir = tmp_path / 'rec'
     assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', ckpt,
