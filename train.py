@@ -103,6 +103,10 @@ def wrap(model: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
 
 def make_loader(dataset, train_params: dict, dist: Dist, seed: int = 0) -> DataLoader:
     batch_size = train_params['batch_size'] // max(dist.world_size, 1) or 1
+    if batch_size * dist.world_size != train_params['batch_size'] and dist.is_main:
+        # nn.DataParallel (the references) split an uneven batch unevenly; DDP ranks take equal shares.
+        log.warning('batch_size %d does not split evenly over %d processes: each takes %d, a global batch of %d',
+                    train_params['batch_size'], dist.world_size, batch_size, batch_size * dist.world_size)
     sampler = DistributedSampler(dataset, dist.world_size, dist.rank, shuffle=True, seed=seed, drop_last=True) \
         if dist.enabled else None
     workers = train_params.get('dataloader_workers', min(6, os.cpu_count() or 1))

@@ -219,6 +219,18 @@ def _ddp_worker(rank: int, world: int, port: int, config_path: str, out_dir: str
     torch.distributed.destroy_process_group()
 
 
+def test_uneven_batch_split_over_processes_is_said(caplog):
+    import train
+    data = list(range(20))
+    with caplog.at_level('WARNING', logger='train'):
+        loader = train.make_loader(data, {'batch_size': 5, 'dataloader_workers': 0}, train.Dist(rank=0, world_size=2))
+    assert loader.batch_size == 2 and 'global batch of 4' in caplog.text
+    caplog.clear()
+    with caplog.at_level('WARNING', logger='train'):
+        loader = train.make_loader(data, {'batch_size': 6, 'dataloader_workers': 0}, train.Dist(rank=0, world_size=2))
+    assert loader.batch_size == 3 and not caplog.text
+
+
 @pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
 def test_ddp_two_processes_keep_identical_weights(tmp_path, data_root, base):
     config = write_config(tmp_path, base, data_root, num_epochs=1, batch_size=4)
