@@ -127,9 +127,18 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict, path: str, key: s
         group.setdefault('initial_lr', initial)
 
 
+# Networks a resumable checkpoint may lack, as the references allow: FOMM's discriminator, and
+# TPSMM's background predictor (its trainer saves it only from bg_start on) and AVD network (trained
+# after the rest). They start from their initialisation.
+OPTIONAL_ON_RESUME = ('discriminator', 'bg_predictor', 'avd_network')
+
+
 def load_training_state(path: str, models: dict, optimizers: dict, config: dict) -> int:
     """Resume: networks (strict, with diagnostics), optimizers; returns the next epoch to run."""
-    ckpt = load_models(path, models, config, required=tuple(models))
+    ckpt = load_models(path, models, config, required=tuple(k for k in models if k not in OPTIONAL_ON_RESUME))
+    for key in models:
+        if key not in ckpt:
+            log.info('%s has no %s; it starts from its initialisation', path, key)
     for key, opt in optimizers.items():
         if all(group['lr'] == 0 for group in opt.param_groups):
             # A learning rate of 0 in the config freezes that network (FOMM's taichi-adv-256 sets

@@ -147,6 +147,33 @@ def test_resume_edge_cases(tmp_path, data_root, caplog, capsys):
     assert len(err) == 1 and bare in err[0] and 'optimizer_generator' in err[0]
 
 
+@pytest.mark.parametrize('base,absent', [(TINY_FOMM, ('discriminator', 'optimizer_discriminator')),
+                                         (TINY_TPS, ('bg_predictor', 'optimizer_bg_predictor', 'avd_network'))],
+                         ids=['fomm', 'tps'])
+def test_resume_without_optional_networks(tmp_path, data_root, base, absent, caplog):
+    """The references' checkpoints may lack these (TPSMM saves bg_predictor only from bg_start on,
+    and its first stage has no AVD network); a resume starts them fresh instead of refusing."""
+    log_dir = tmp_path / 'log'
+    config = write_config(tmp_path, base, data_root, num_epochs=1)
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
+    saved = torch.load(os.path.join(only_run_dir(log_dir), 'last.pth.tar'), weights_only=True)
+    for key in absent:
+        del saved[key]
+    partial = str(tmp_path / 'partial' / 'ckpt.pth.tar')
+    os.makedirs(os.path.dirname(partial))
+    torch.save(saved, partial)
+    config2 = write_config(tmp_path, base, data_root, num_epochs=2)
+    with caplog.at_level('INFO', logger='train'):
+        assert run.main(['--config', config2, '--checkpoint', partial]) == 0
+    assert f'has no {absent[0]}; it starts from its initialisation' in caplog.text
+    resumed = torch.load(os.path.join(os.path.dirname(partial), 'last.pth.tar'), weights_only=True)
+    assert resumed['epoch'] == 1 and absent[0] in resumed
+
+    del saved['kp_detector']              # a network training cannot do without is still refused
+    torch.save(saved, partial)
+    assert run.main(['--config', config2, '--checkpoint', partial]) == 2
+
+
 def test_train_avd_and_reconstruction(tmp_path, data_root):
     config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1)
     log_dir = tmp_path / 'log'
