@@ -65,6 +65,13 @@ def store_convolutions_channels_last(model: torch.nn.Module, dtype: torch.dtype 
             module.to(dtype=dtype, memory_format=torch.channels_last)
 
 
+def required_networks(models: dict, avd: bool = False) -> tuple[str, ...]:
+    """The networks a checkpoint must hold to animate (TPSMM's AVD network only for its avd mode)."""
+    if 'generator' in models:
+        return ('kp_detector', 'generator')
+    return ('kp_detector', 'dense_motion_network', 'inpainting_network') + (('avd_network',) if avd else ())
+
+
 class Animator:
     """Networks of one family in eval mode, ready to animate; see the module docstring."""
 
@@ -78,7 +85,7 @@ class Animator:
         if precision == 'fp16' and self.device.type != 'cuda':
             raise ValueError('fp16 needs a CUDA device; use bf16 on the CPU')
         self.precision = precision
-        self.models = {k: m.to(self.device).eval() for k, m in models.items() if k not in ('discriminator', 'bg_predictor')}
+        self.models = {k: m.to(self.device).eval() for k, m in models.items() if k != 'discriminator'}
         if self.device.type == 'cpu' and precision in ('fp32', 'bf16'):
             for model in self.models.values():
                 store_convolutions_channels_last(model, PRECISIONS[precision])
@@ -93,11 +100,8 @@ class Animator:
         from modules.checkpoint import load_models
         config = load_config(config_path)
         models = build_models(config)
-        if 'generator' in models:
-            required = ('kp_detector', 'generator')
-        else:
-            required = ('kp_detector', 'dense_motion_network', 'inpainting_network') + (('avd_network',) if need_avd else ())
-        load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config, required)
+        load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
+                    required_networks(models, avd=need_avd))
         return cls(config, models, device, precision)
 
     def autocast(self):
@@ -133,9 +137,13 @@ class Animator:
         return state
 
     @torch.no_grad()
-    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False):
+    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False):
         """(B, 3, H, W) driving frames -> (B, 3, H, W) predictions, or with `full` the networks'
-        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation)."""
+        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation).
+
+        `background`: TPSMM models with a background predictor add the source-to-driving
+        background affine to the motion, as TPSMM's reconstruction evaluation does (its demo,
+        which animates another identity, does not)."""
         b = driving.shape[0]
         kp_driving = self.keypoints(driving)
         kp_source = expand_batch(state['kp_source'], b)
@@ -155,8 +163,11 @@ class Animator:
                 out = self.models['generator'](source, kp_driving=kp_norm, kp_source=kp_source,
                                                source_features=features)
             else:
+                bg_param = None
+                if background and 'bg_predictor' in self.models:
+                    bg_param = self.models['bg_predictor'](source, driving)
                 motion = self.models['dense_motion_network'](source_image=source, kp_driving=kp_norm,
-                                                             kp_source=kp_source, bg_param=None, dropout_flag=False)
+                                                             kp_source=kp_source, bg_param=bg_param, dropout_flag=False)
                 out = self.models['inpainting_network'](source, motion, encoder_maps=features)
         if full:
             out.update(kp_source=kp_source, kp_driving=kp_norm)
@@ -189,7 +200,8 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
-    load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config)
+    load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
+                required_networks(models))
     params = config.get('animate_params') or {'num_pairs': 50, 'format': '.mp4',
                                               'normalization_params': {'use_relative_movement': True}}
     norm = params.get('normalization_params', {})

@@ -1,7 +1,8 @@
 """Reconstruction evaluation (run.py --mode reconstruction), both families.
 
 Each test video is reconstructed from its first frame driven by all its frames, in standard
-(absolute keypoint) mode, as both papers evaluate. Written to <log_dir>/reconstruction/:
+(absolute keypoint) mode, as both papers evaluate; TPSMM models with a background predictor
+also use its background motion, as TPSMM's evaluation does. Written to <log_dir>/reconstruction/:
   png/<video>.png      all predicted frames side by side (the references' strips)
   <video><format>      visualisation video (source, driving, prediction, motion, occlusion)
   metrics.json         L1 per video and overall (mean over all frames, as the references
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animate import Animator, to_uint8
+from animate import Animator, required_networks, to_uint8
 from fileio import atomic_path
 from logger import Visualizer
 from modules.checkpoint import load_models
@@ -58,7 +59,11 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                    batch_size: int = 16, akd: bool = True, visualize: bool = True) -> dict:
     if not checkpoint:
         raise ValueError('--mode reconstruction needs --checkpoint')
-    load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config)
+    ckpt = load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
+                       required_networks(models))
+    background = 'bg_predictor' in models and 'bg_predictor' in ckpt
+    if 'bg_predictor' in models and not background:
+        log.warning('%s has no bg_predictor: TPSMM reconstruction without background motion', checkpoint)
     params = config.get('reconstruction_params') or {}
     num_videos = params.get('num_videos')
     fmt = params.get('format', '.mp4')
@@ -78,7 +83,7 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
         baseline_l1 += (video - video[:1]).abs().mean(dim=(1, 2, 3)).tolist()
         for start in range(0, video.shape[0], batch_size):
             driving = video[start:start + batch_size]
-            out = animator.animate_batch(state, driving, full=True)
+            out = animator.animate_batch(state, driving, full=True, background=background)
             pred = out['prediction'].float()
             l1 += (pred - driving).abs().mean(dim=(1, 2, 3)).tolist()
             predictions.append(pred.permute(0, 2, 3, 1).cpu().numpy())
@@ -107,6 +112,7 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                'l1_copy_source_baseline': float(np.mean(baseline_l1)) if baseline_l1 else None,
                'l1_per_video': per_video,
                'num_videos': len(per_video), 'num_frames': len(frame_l1),
+               'background_motion': background,
                'akd': float(np.mean(frame_akd)) if frame_akd else None,
                'akd_note': None if distance is not None else 'skipped: face-alignment unavailable'}
     with atomic_path(os.path.join(out_dir, 'metrics.json')) as tmp:

@@ -32,12 +32,23 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from animate import required_networks  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
 from modules import build_models, load_config  # noqa: E402
 from modules.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
 from modules.model import family_of  # noqa: E402
 
-UNUSED = ('discriminator', 'bg_predictor', 'avd_network')
+UNUSED = ('discriminator', 'avd_network')
+
+
+def load_reconstruction_models(path: str, config: dict) -> tuple[dict, dict]:
+    """The networks reconstruction uses, loaded from `path`: (models, raw checkpoint). TPSMM's
+    background predictor is kept only when the checkpoint has one (an exported checkpoint may not)."""
+    models = {k: m for k, m in build_models(config).items() if k not in UNUSED}
+    ckpt = load_models(path, models, config, required_networks(models))
+    if 'bg_predictor' not in ckpt:
+        models.pop('bg_predictor', None)
+    return models, ckpt
 
 
 def predict(models: dict, source: torch.Tensor, driving: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -46,8 +57,10 @@ def predict(models: dict, source: torch.Tensor, driving: torch.Tensor) -> tuple[
     kp_source, kp_driving = models['kp_detector'](source), models['kp_detector'](driving)
     if family_of(models) == 'fomm':
         return models['generator'](source, kp_source=kp_source, kp_driving=kp_driving), kp_driving['value']
+    # TPSMM's background motion is part of its reconstruction, as in `--mode reconstruction`.
+    bg_param = models['bg_predictor'](source, driving) if 'bg_predictor' in models else None
     motion = models['dense_motion_network'](source_image=source, kp_driving=kp_driving, kp_source=kp_source,
-                                            bg_param=None, dropout_flag=False)
+                                            bg_param=bg_param, dropout_flag=False)
     return models['inpainting_network'](source, motion), kp_driving['fg_kp']
 
 
@@ -129,9 +142,7 @@ def main(argv=None) -> int:
         if missing:     # before minutes of measuring the others
             raise CheckpointError(f'checkpoint file not found: {", ".join(missing)}')
         for path in args.checkpoint:
-            models = build_models(config)
-            # Animation needs neither the discriminator nor TPSMM's background or AVD networks.
-            load_models(path, {k: m for k, m in models.items() if k not in UNUSED}, config)
+            models, _ = load_reconstruction_models(path, config)
             r = diagnose(models, dataset, args.videos, args.trials, args.batch)
             if len(args.checkpoint) > 1:
                 print(f'== {path}')

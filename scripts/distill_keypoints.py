@@ -36,9 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fileio import atomic_path  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
 from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix, load_models, state_dict_mismatch  # noqa: E402
+from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix, state_dict_mismatch  # noqa: E402
 from modules.model import family_of  # noqa: E402
-from diagnose_model import UNUSED  # noqa: E402
+from diagnose_model import load_reconstruction_models  # noqa: E402
 from precise_bn import training_batches  # noqa: E402
 
 
@@ -105,13 +105,12 @@ def main(argv=None) -> int:
         config, teacher_config = load_config(args.config), load_config(args.teacher_config)
         torch.manual_seed(args.seed)
         student = build_models(config)
-        teacher = build_models(teacher_config)
-        if family_of(student) != family_of(teacher):
+        teacher_family = family_of(build_models(teacher_config))
+        if family_of(student) != teacher_family:
             raise ConfigError(f'{args.config} builds {family_of(student)} networks but {args.teacher_config} '
-                              f'builds {family_of(teacher)}; distil within one family')
+                              f'builds {teacher_family}; distil within one family')
         # The animation networks (an exported checkpoint may lack the training-only ones).
-        teacher_ckpt = load_models(args.teacher, {k: m for k, m in teacher.items() if k not in UNUSED},
-                                   teacher_config)
+        teacher, teacher_ckpt = load_reconstruction_models(args.teacher, teacher_config)
         dataset = build_dataset(config['dataset_params'], is_train=True)
         batches = training_batches(dataset, args.batch_size, args.steps, args.seed)
         final = distill(student['kp_detector'], teacher['kp_detector'], batches, args.steps, args.lr)

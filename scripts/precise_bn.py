@@ -12,9 +12,9 @@ animation networks in train mode without gradients on --batches training batches
 equal-weight average of their batch statistics instead.
 
 Only BatchNorm buffers change: weights, optimizer states, epoch and every other entry are copied
-as they are, in their stored dtype. The networks recalibrated are those animation uses (FOMM's
-keypoint detector and generator; TPSMM's keypoint detector, dense motion and inpainting
-networks); TPSMM's background predictor and AVD network keep their statistics.
+as they are, in their stored dtype. The networks recalibrated are those reconstruction uses
+(FOMM's keypoint detector and generator; TPSMM's keypoint detector, dense motion, inpainting and
+background networks); TPSMM's AVD network keeps its statistics.
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from diagnose_model import UNUSED, predict  # noqa: E402
+from diagnose_model import load_reconstruction_models, predict  # noqa: E402
 from fileio import atomic_path  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
-from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix, load_models  # noqa: E402
+from modules import load_config  # noqa: E402
+from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix  # noqa: E402
 
 BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 
@@ -92,8 +92,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         config = load_config(args.config)
-        models = {k: m for k, m in build_models(config).items() if k not in UNUSED}
-        ckpt = load_models(args.checkpoint, models, config)
+        models, ckpt = load_reconstruction_models(args.checkpoint, config)
         dataset = build_dataset(config['dataset_params'], is_train=True)
         batch_size = args.batch_size or config['train_params']['batch_size']
         recalibrate(models, training_batches(dataset, batch_size, args.batches, args.seed))

@@ -174,6 +174,30 @@ def test_resume_without_optional_networks(tmp_path, data_root, base, absent, cap
     assert run.main(['--config', config2, '--checkpoint', partial]) == 2
 
 
+def test_tps_reconstruction_uses_background_motion():
+    """TPSMM's reconstruction evaluation adds the background predictor's affine to the motion
+    (its demo does not); the Animator's `background=True` must compose the networks exactly so."""
+    import modules
+    from animate import Animator
+    torch.manual_seed(0)
+    models = modules.build_models(TINY_TPS)
+    with torch.no_grad():      # a background predictor that does not answer the identity
+        models['bg_predictor'].bg_encoder.fc.weight.normal_(0, 0.05)
+    animator = Animator(TINY_TPS, models, 'cpu')
+    frames = torch.rand(3, 3, 64, 64)
+    state = animator.prepare(frames[0].permute(1, 2, 0).numpy(), None, 'standard', False)
+    with_bg = animator.animate_batch(state, frames, background=True)
+    without = animator.animate_batch(state, frames)
+    with torch.no_grad():
+        source = frames[:1].expand_as(frames)
+        kp_s, kp_d = models['kp_detector'](source), models['kp_detector'](frames)
+        motion = models['dense_motion_network'](source_image=source, kp_driving=kp_d, kp_source=kp_s,
+                                                bg_param=models['bg_predictor'](source, frames), dropout_flag=False)
+        expected = models['inpainting_network'](source, motion)['prediction']
+    assert (with_bg - expected).abs().max() < 1e-4
+    assert (with_bg - without).abs().max() > 1e-3
+
+
 def test_train_avd_and_reconstruction(tmp_path, data_root):
     config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1)
     log_dir = tmp_path / 'log'
@@ -187,12 +211,18 @@ def test_train_avd_and_reconstruction(tmp_path, data_root):
     assert os.path.isfile(os.path.join(only_run_dir(avd_dir), 'config.yaml'))
     assert os.listdir(os.path.join(only_run_dir(avd_dir), 'train-vis'))      # AVD re-targeting preview
 
+    # A first-stage checkpoint (the reference saves no AVD network before its own stage) evaluates.
+    first_stage = torch.load(ckpt, weights_only=True)
+    del first_stage['avd_network']
+    stage1 = str(tmp_path / 'stage1.pth.tar')
+    torch.save(first_stage, stage1)
     rec_dir = tmp_path / 'rec'
-    assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', ckpt,
+    assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', stage1,
                      '--log_dir', str(rec_dir)]) == 0
     out = os.path.join(only_run_dir(rec_dir), 'reconstruction')
     metrics = json.load(open(os.path.join(out, 'metrics.json')))
     assert metrics['num_videos'] == 1 and metrics['num_frames'] == 6
+    assert metrics['background_motion'] is True         # TPSMM's evaluation uses its background predictor
     assert 0 < metrics['l1'] < 1 and 0 <= metrics['l1_copy_source_baseline'] < 1
     assert os.listdir(os.path.join(out, 'png'))
 
@@ -514,7 +544,7 @@ def test_precise_bn_replaces_only_batchnorm_statistics(tmp_path, data_root, base
                 assert after[key][n].dtype == t.dtype, (key, n)
                 is_stat = n.rsplit('.', 1)[-1] in precise_bn.BN_BUFFERS
                 recalibrated = is_stat and key in ('kp_detector', 'generator', 'dense_motion_network',
-                                                   'inpainting_network')
+                                                   'inpainting_network', 'bg_predictor')
                 if recalibrated and n.endswith('running_mean'):
                     changed += not torch.equal(after[key][n], t)
                 elif not recalibrated:
