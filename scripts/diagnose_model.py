@@ -41,10 +41,11 @@ from modules.model import family_of  # noqa: E402
 UNUSED = ('discriminator', 'avd_network')
 
 
-def load_reconstruction_models(path: str, config: dict) -> tuple[dict, dict]:
-    """The networks reconstruction uses, loaded from `path`: (models, raw checkpoint). TPSMM's
-    background predictor is kept only when the checkpoint has one (an exported checkpoint may not)."""
-    models = {k: m for k, m in build_models(config).items() if k not in UNUSED}
+def load_reconstruction_models(path: str, config: dict, models: dict | None = None) -> tuple[dict, dict]:
+    """The networks reconstruction uses (of `models`, default: built from `config`), loaded from
+    `path`: (models, raw checkpoint). TPSMM's background predictor is kept only when the checkpoint
+    has one (an exported checkpoint may not)."""
+    models = {k: m for k, m in (models or build_models(config)).items() if k not in UNUSED}
     ckpt = load_models(path, models, config, required_networks(models))
     if 'bg_predictor' not in ckpt:
         models.pop('bg_predictor', None)

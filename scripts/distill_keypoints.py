@@ -105,12 +105,12 @@ def main(argv=None) -> int:
         config, teacher_config = load_config(args.config), load_config(args.teacher_config)
         torch.manual_seed(args.seed)
         student = build_models(config)
-        teacher_family = family_of(build_models(teacher_config))
-        if family_of(student) != teacher_family:
+        teacher = build_models(teacher_config)
+        if family_of(student) != family_of(teacher):
             raise ConfigError(f'{args.config} builds {family_of(student)} networks but {args.teacher_config} '
-                              f'builds {teacher_family}; distil within one family')
+                              f'builds {family_of(teacher)}; distil within one family')
         # The animation networks (an exported checkpoint may lack the training-only ones).
-        teacher, teacher_ckpt = load_reconstruction_models(args.teacher, teacher_config)
+        teacher, teacher_ckpt = load_reconstruction_models(args.teacher, teacher_config, teacher)
         dataset = build_dataset(config['dataset_params'], is_train=True)
         batches = training_batches(dataset, args.batch_size, args.steps, args.seed)
         final = distill(student['kp_detector'], teacher['kp_detector'], batches, args.steps, args.lr)
