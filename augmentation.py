@@ -6,13 +6,20 @@ every frame. Per-frame independent augmentation would invent motion that does no
 flipped source and an unflipped driving frame), which the motion networks would then try to
 explain.
 
-`AllAugmentationTransform` applies, in this order and each only when its parameters are given:
+`AllAugmentationTransform` applies, in the references' order and each only when its parameters
+are given:
 
-1. resize   (`ratio`)          isotropic rescale by one random factor;
+1. flip     (`horizontal_flip`, `time_flip`)  a time flip with probability 1/2; only without one,
+                               a horizontal flip with probability 1/2 (so 1/4 of items), never both;
 2. rotation (`degrees`)        rotation about the frame centre, black corners;
-3. flip     (`horizontal_flip`, `time_flip`)  each with probability 1/2;
-4. crop     (`size`)           random crop, zero padding when the frame is smaller;
+3. resize   (`ratio`, `interpolation`)  isotropic rescale by one random factor, nearest neighbour
+                               by default, the new size truncated as the references do;
+4. crop     (`size`, `offsets`)  random crop, edge padding when the frame is smaller;
 5. jitter   (`brightness`, `contrast`, `saturation`, `hue`)  colour jitter.
+
+Each stage follows the references' `augmentation.py` (FOMM and TPSMM share it), so the defaults
+train on the same data distribution; where the reference has a quirk worth avoiding, the cleaner
+behaviour is an option (documented on the class), never the default.
 
 Every random number comes from a `numpy.random.Generator` passed in by the caller, so a seeded
 generator reproduces the same augmentation exactly (the data set owns one per worker process).
@@ -94,20 +101,27 @@ class RandomResize:
     """Rescale all frames by one random factor (isotropic, so the aspect ratio is kept).
 
     `ratio` is either a spread r (factor drawn from [1 - r, 1 + r]) or a (low, high) pair as in
-    the reference's RandomResize, e.g. (0.75, 1.33). The output size changes, so follow it with
-    a crop of fixed size when items are batched.
+    the reference's RandomResize, e.g. (0.75, 1.33). As in the reference, the new size is
+    truncated (`int(h * factor)`) and the frames go through scikit-image's `resize` with
+    `interpolation` 'nearest' (order 0, the reference's default) or 'bilinear' (order 1), always
+    with `anti_aliasing=True` and `mode='constant'`. The output size changes, so follow it with a
+    crop of fixed size when items are batched.
     """
 
-    def __init__(self, ratio: float | Sequence[float] = (3.0 / 4.0, 4.0 / 3.0)) -> None:
+    ORDERS = {'nearest': 0, 'bilinear': 1}
+
+    def __init__(self, ratio: float | Sequence[float] = (3.0 / 4.0, 4.0 / 3.0), interpolation: str = 'nearest') -> None:
         self.low, self.high = _as_range(ratio, 'resize_param.ratio', center=1.0, lowest=1e-3)
+        if interpolation not in self.ORDERS:
+            raise ValueError(f'resize_param.interpolation must be one of {sorted(self.ORDERS)}, got {interpolation!r}')
+        self.order = self.ORDERS[interpolation]
 
     def __call__(self, frames: Frames, rng: np.random.Generator) -> Frames:
         factor = rng.uniform(self.low, self.high)
         h, w = frames[0].shape[:2]
-        new_shape = (max(1, round(h * factor)), max(1, round(w * factor)))
-        if new_shape == (h, w):
-            return frames
-        return [sk_resize(f, new_shape, order=1, anti_aliasing=factor < 1).astype(np.float32) for f in frames]
+        new_shape = (max(1, int(h * factor)), max(1, int(w * factor)))
+        return [sk_resize(f, new_shape, order=self.order, preserve_range=True, mode='constant',
+                          anti_aliasing=True).astype(np.float32) for f in frames]
 
 
 class RandomRotation:
@@ -126,11 +140,12 @@ class RandomRotation:
 
 
 class RandomFlip:
-    """Mirror all frames left-right and/or reverse their order, each with probability 1/2.
+    """Reverse the frames' order or mirror them left-right, as the references draw it.
 
-    Reversing time swaps the roles of source and driving frames, which is a free way to make the
-    model symmetric in the two. Unlike the reference (which stops after the first flip it makes),
-    both flips are drawn independently, so all four combinations occur.
+    A time flip comes first, with probability 1/2. Only when there is none, a horizontal flip is
+    drawn, with probability 1/2. With both enabled, 1/2 of items are reversed in time, 1/4 are
+    mirrored, never both at once; with one enabled it happens to 1/2 of items. Reversing time
+    swaps the roles of source and driving frames, a free way to make the model symmetric in them.
     """
 
     def __init__(self, horizontal_flip: bool = False, time_flip: bool = False) -> None:
@@ -138,29 +153,37 @@ class RandomFlip:
         self.time_flip = bool(time_flip)
 
     def __call__(self, frames: Frames, rng: np.random.Generator) -> Frames:
-        # Always draw both numbers so enabling one flip does not shift the other's random stream.
-        flip_time, flip_horizontal = rng.random(2) < 0.5
-        if self.time_flip and flip_time:
-            frames = frames[::-1]
-        if self.horizontal_flip and flip_horizontal:
+        # One number per test, drawn whether or not that flip is enabled, as in the reference.
+        if rng.random() < 0.5 and self.time_flip:
+            return list(frames[::-1])
+        if rng.random() < 0.5 and self.horizontal_flip:
             # Contiguous copy: negative strides break torch.from_numpy further down the pipeline.
-            frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+            return [np.ascontiguousarray(f[:, ::-1]) for f in frames]
         return list(frames)
 
 
 class RandomCrop:
     """Crop all frames at one random position to `size` = (h, w) (or an int for a square).
 
-    Frames smaller than `size` are first zero-padded evenly on both sides, so the output always
-    has exactly `size` and items can be batched after a random resize.
+    Frames smaller than `size` are first padded by repeating their edge pixels (numpy's 'edge'
+    mode; the extra pixel of an odd padding goes after), as the references do, so a white
+    background stays white and the output always has exactly `size`.
+
+    `offsets`: 'reference' (default) draws the position as the references do, where the column
+    stays 0 whenever the frame's height equals the crop's, and the row whenever the widths are
+    equal (the two conditions are crossed; for square frames and crops this never matters).
+    'independent' draws each axis unless that axis fits exactly.
     """
 
-    def __init__(self, size: int | Sequence[int]) -> None:
+    def __init__(self, size: int | Sequence[int], offsets: str = 'reference') -> None:
         if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
             size = (int(size), int(size))
         if not (isinstance(size, Sequence) and len(size) == 2 and all(int(s) > 0 for s in size)):
             raise ValueError(f'crop_param.size must be a positive int or (height, width), got {size!r}')
+        if offsets not in ('reference', 'independent'):
+            raise ValueError(f"crop_param.offsets must be 'reference' or 'independent', got {offsets!r}")
         self.size = (int(size[0]), int(size[1]))
+        self.offsets = offsets
 
     def __call__(self, frames: Frames, rng: np.random.Generator) -> Frames:
         ch, cw = self.size
@@ -168,10 +191,14 @@ class RandomCrop:
         pad_h, pad_w = max(0, ch - h), max(0, cw - w)
         if pad_h or pad_w:
             pad = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
-            frames = [np.pad(f, pad) for f in frames]
+            frames = [np.pad(f, pad, mode='edge') for f in frames]
             h, w = frames[0].shape[:2]
-        top = int(rng.integers(0, h - ch + 1))
-        left = int(rng.integers(0, w - cw + 1))
+        if self.offsets == 'reference':
+            left = 0 if ch == h else int(rng.integers(0, w - cw + 1))
+            top = 0 if cw == w else int(rng.integers(0, h - ch + 1))
+        else:
+            top = 0 if ch == h else int(rng.integers(0, h - ch + 1))
+            left = 0 if cw == w else int(rng.integers(0, w - cw + 1))
         return [np.ascontiguousarray(f[top:top + ch, left:left + cw]) for f in frames]
 
 
@@ -222,18 +249,18 @@ class AllAugmentationTransform:
     keys raise `UnknownKeyError` naming the closest valid key.
     """
 
-    _STAGES: tuple[tuple[str, type], ...] = (
-        ('resize_param', RandomResize),
-        ('rotation_param', RandomRotation),
+    _STAGES: tuple[tuple[str, type], ...] = (     # the references' order
         ('flip_param', RandomFlip),
+        ('rotation_param', RandomRotation),
+        ('resize_param', RandomResize),
         ('crop_param', RandomCrop),
         ('jitter_param', ColorJitter),
     )
     _KEYS = {
-        'resize_param': ('ratio',),
+        'resize_param': ('ratio', 'interpolation'),
         'rotation_param': ('degrees',),
         'flip_param': ('horizontal_flip', 'time_flip'),
-        'crop_param': ('size',),
+        'crop_param': ('size', 'offsets'),
         'jitter_param': ('brightness', 'contrast', 'saturation', 'hue'),
     }
 
