@@ -141,9 +141,10 @@ class AntiAliasInterpolation2d(nn.Module):
     sigma = (1/scale - 1) / 2 with a kernel of 2*round(4 sigma)+1 taps, as both references. The
     kernel is a registered buffer named `weight` because official checkpoints carry it.
 
-    Subsampling: TPSMM slices every 1/scale-th pixel; FOMM calls nearest `interpolate`, which
-    picks the same pixels but rounds the output size down instead of up when the size is not a
-    multiple of 1/scale. `nearest_resize=True` keeps FOMM's sizes.
+    Subsampling: FOMM slices every 1/scale-th pixel (its current code; its first release called
+    `interpolate`); TPSMM calls nearest `interpolate`, which picks the same pixels but rounds the
+    output size down instead of up when the size is not a multiple of 1/scale.
+    `nearest_resize=True` keeps TPSMM's sizes.
     """
 
     def __init__(self, channels: int, scale: float, nearest_resize: bool = False):

@@ -55,7 +55,7 @@ class FommDenseMotionNetwork(nn.Module):
         self.scale_factor = scale_factor
         self.kp_variance = kp_variance
         if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor, nearest_resize=True)
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
     def forward(self, source_image: torch.Tensor, kp_driving: dict, kp_source: dict) -> dict:
         if self.scale_factor != 1:
@@ -109,7 +109,7 @@ class TpsDenseMotionNetwork(nn.Module):
         self.multi_mask = multi_mask
         self.kp_variance = kp_variance
         if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor, nearest_resize=True)
 
     def motions(self, kp_driving: torch.Tensor, kp_source: torch.Tensor, bg_param: torch.Tensor | None,
                 size: tuple[int, int]) -> torch.Tensor:

@@ -43,7 +43,7 @@ class FommKeypointDetector(nn.Module):
         self.temperature = temperature
         self.scale_factor = scale_factor
         if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor, nearest_resize=True)
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.scale_factor != 1:

@@ -109,7 +109,7 @@ class Vgg19(nn.Module):
 class ImagePyramide(nn.Module):
     """Anti-aliased image pyramid: x -> {'prediction_<scale>': x downscaled by scale}."""
 
-    def __init__(self, scales, num_channels: int, nearest_resize: bool = True):
+    def __init__(self, scales, num_channels: int, nearest_resize: bool = False):
         super().__init__()
         self.downs = nn.ModuleDict({scale_key(s): AntiAliasInterpolation2d(num_channels, s, nearest_resize)
                                     for s in scales})
@@ -209,7 +209,7 @@ class GeneratorFullModel(nn.Module):
     """
 
     tps_kernel: Callable = staticmethod(random_tps_kernel_fomm)
-    nearest_resize = True      # FOMM's pyramid rounds sizes like nearest interpolate; TPSMM slices
+    nearest_resize = False     # FOMM's pyramid slices; TPSMM's rounds sizes down like nearest interpolate
 
     def __new__(cls, models=None, *args, **kwargs):
         if cls is GeneratorFullModel:
@@ -308,7 +308,7 @@ class TpsSchedule:
 
 class TpsGeneratorFullModel(GeneratorFullModel):
     tps_kernel = staticmethod(random_tps_kernel_tpsmm)
-    nearest_resize = False
+    nearest_resize = True
 
     def __init__(self, models: dict, train_params: dict, vgg: nn.Module | None = None):
         super().__init__(models, train_params, vgg)

@@ -459,9 +459,9 @@ def test_anti_alias_output_size(size, nearest, expected):
 
 def test_anti_alias_floor_and_ceil_pick_the_same_pixels():
     x = torch.rand(2, 3, 66, 66)
-    fomm = AntiAliasInterpolation2d(3, 0.25, nearest_resize=True)(x)
-    tps = AntiAliasInterpolation2d(3, 0.25, nearest_resize=False)(x)
-    torch.testing.assert_close(tps[:, :, :16, :16], fomm)
+    tps = AntiAliasInterpolation2d(3, 0.25, nearest_resize=True)(x)
+    fomm = AntiAliasInterpolation2d(3, 0.25, nearest_resize=False)(x)
+    torch.testing.assert_close(fomm[:, :, :16, :16], tps)
     # blur kernel normalised: an interior pixel of a constant image keeps its value
     const = AntiAliasInterpolation2d(1, 0.25)(torch.full((1, 1, 64, 64), 0.7))
     assert const[0, 0, 8, 8].item() == pytest.approx(0.7, abs=1e-6)
@@ -871,3 +871,18 @@ def test_tps_backbone_option_keeps_the_official_layout_by_default():
     kp = small.eval()(random_images(2, 64, seed=0))['fg_kp']
     assert kp.shape == (2, 5 * config['model_params']['common_params']['num_tps'], 2)
     assert kp.abs().max() <= 1
+
+
+def test_each_family_subsamples_as_its_reference():
+    """FOMM's current code slices every 1/scale-th pixel (size rounded up); TPSMM calls nearest
+    interpolate (rounded down). Visible only when a size is not a multiple of 1/scale."""
+    from modules import build_models
+    fomm = build_models(tiny_config('tiny/fomm'))          # kp detector and dense motion at 0.5
+    tps = build_models(tiny_config('tiny/tps'))            # dense motion at 0.25
+    assert fomm['kp_detector'].down(torch.rand(1, 3, 33, 33)).shape[-1] == 17
+    assert fomm['generator'].dense_motion_network.down(torch.rand(1, 3, 33, 33)).shape[-1] == 17
+    assert tps['dense_motion_network'].down(torch.rand(1, 3, 66, 66)).shape[-1] == 16
+    from modules.model import FommGeneratorFullModel, TpsGeneratorFullModel
+    for full, size in ((FommGeneratorFullModel, 17), (TpsGeneratorFullModel, 16)):
+        pyramid = ImagePyramide([0.5], 3, full.nearest_resize)
+        assert pyramid(torch.rand(1, 3, 33, 33))['prediction_0.5'].shape[-1] == size
