@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from logger import Logger
-from modules.checkpoint import CheckpointError, load_models
+from modules.checkpoint import CheckpointError, _strip_prefix, load_models, read_checkpoint, state_dict_mismatch
 from modules.config import ConfigError, config_path
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, family_of
 from sync_batchnorm import convert_model
@@ -133,13 +133,33 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict, path: str, key: s
 OPTIONAL_ON_RESUME = ('discriminator', 'bg_predictor', 'avd_network')
 
 
+def discriminator_to_refit(path: str, ckpt: dict, models: dict) -> bool:
+    """True when the checkpoint's discriminator does not fit this config's, as when an `-adv`
+    config (taichi-adv-256, `use_kp: true`: keypoint heatmaps as extra input channels) fine-tunes a
+    base checkpoint. FOMM's reference then starts a fresh discriminator and loads the rest; so do
+    we, saying so. Every other network that does not fit stays an error."""
+    if 'discriminator' not in models or 'discriminator' not in ckpt:
+        return False
+    problems = state_dict_mismatch(models['discriminator'], _strip_prefix(ckpt['discriminator']))
+    if problems:
+        log.warning('%s: its discriminator does not fit this config (%s); the discriminator and its optimizer '
+                    'start fresh, as in the reference (an -adv config with use_kp fine-tuning a base checkpoint '
+                    'does this)', path, '; '.join(problems))
+    return bool(problems)
+
+
 def load_training_state(path: str, models: dict, optimizers: dict, config: dict) -> int:
     """Resume: networks (strict, with diagnostics), optimizers; returns the next epoch to run."""
-    ckpt = load_models(path, models, config, required=tuple(k for k in models if k not in OPTIONAL_ON_RESUME))
+    ckpt = read_checkpoint(path)
+    fresh = {'discriminator', 'optimizer_discriminator'} if discriminator_to_refit(path, ckpt, models) else set()
+    ckpt = load_models(path, {k: m for k, m in models.items() if k not in fresh}, config,
+                       required=tuple(k for k in models if k not in OPTIONAL_ON_RESUME), checkpoint=ckpt)
     for key in models:
         if key not in ckpt:
             log.info('%s has no %s; it starts from its initialisation', path, key)
     for key, opt in optimizers.items():
+        if key in fresh:
+            continue
         if all(group['lr'] == 0 for group in opt.param_groups):
             # A learning rate of 0 in the config freezes that network (FOMM's taichi-adv-256 sets
             # lr_kp_detector: 0 to fine-tune from a taichi-256 checkpoint). Loading the saved

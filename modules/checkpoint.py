@@ -111,15 +111,16 @@ def matching_configs(ckpt: dict, config_dir: str | None = None) -> list[str]:
 
 
 def load_models(path: str, models: dict[str, nn.Module], config: dict | None = None,
-                required: tuple[str, ...] | None = None) -> dict:
+                required: tuple[str, ...] | None = None, checkpoint: dict | None = None) -> dict:
     """Load `models[key]` from checkpoint `path` for every key it has, strictly.
 
     `required` names the networks that must be present (default: all of `models` except the
     training-only discriminator). On any mismatch raises CheckpointError listing missing and
     unexpected keys and shape mismatches per network and, where it can tell, which bundled
     config fits the checkpoint. Returns the raw checkpoint (epoch, optimizer states, ...).
+    `checkpoint`: the file's contents when the caller has read it already (`path` names it).
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if checkpoint is None else checkpoint
     if required is None:
         required = tuple(k for k in models if k != 'discriminator')
     problems = []
@@ -153,4 +154,5 @@ def load_models(path: str, models: dict[str, nn.Module], config: dict | None = N
     return ckpt
 
 
-__all__ = ['CheckpointError', 'ConfigError', 'read_checkpoint', 'load_models', 'matching_configs']
+__all__ = ['CheckpointError', 'ConfigError', 'read_checkpoint', 'load_models', 'matching_configs',
+           'state_dict_mismatch']

@@ -632,3 +632,91 @@ def test_distill_keypoints_starts_a_smaller_model(tmp_path, data_root, base, cap
     assert distill_keypoints.main(['--config', config, '--teacher_config', teacher_config, '--teacher', missing,
                                    '--out', never, '--steps', '1']) == 2
     assert missing in capsys.readouterr().err and not os.path.exists(never)
+
+
+def test_adv_fine_tune_starts_a_fresh_discriminator(tmp_path, data_root, caplog):
+    """An -adv config (use_kp: the discriminator also sees keypoint heatmaps, so its first layer has
+    more input channels) started from a base checkpoint: the reference loads everything else and
+    starts the discriminator afresh; so must we, saying so."""
+    base = copy.deepcopy(TINY_FOMM)
+    base['model_params']['discriminator_params']['use_kp'] = False
+    base['train_params']['loss_weights'].update(generator_gan=0, feature_matching=[0, 0, 0])
+    log_dir = tmp_path / 'log'
+    assert run.main(['--config', write_config(tmp_path, base, data_root, num_epochs=1), '--log_dir', str(log_dir)]) == 0
+    start = os.path.join(only_run_dir(log_dir), 'last.pth.tar')
+    before = torch.load(start, weights_only=True)
+    adv = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=2)          # use_kp: true, GAN on
+    with caplog.at_level('WARNING', logger='train'):
+        assert run.main(['--config', adv, '--checkpoint', start]) == 0
+    assert 'discriminator does not fit' in caplog.text and 'start fresh' in caplog.text
+    after = torch.load(start, weights_only=True)
+    assert after['epoch'] == 1
+    first = 'discs.1.down_blocks.0.conv.weight_orig'
+    assert before['discriminator'][first].shape[1] == 3 and after['discriminator'][first].shape[1] == 3 + 4
+    assert after['optimizer_discriminator']['state']             # the fresh discriminator trained
+
+    broken = dict(before, generator={k: v[..., :1] if v.dim() == 4 else v for k, v in before['generator'].items()})
+    bad = str(tmp_path / 'bad.pth.tar')
+    torch.save(broken, bad)
+    assert run.main(['--config', adv, '--checkpoint', bad]) == 2     # a generator that does not fit is refused
+
+
+def test_avd_learning_rate_decays_one_epoch_after_each_milestone():
+    import train_avd
+    factors = [train_avd.avd_lr_factor([3, 5], e - 1) if e else 1.0 for e in range(7)]
+    assert factors == pytest.approx([1, 1, 1, 1, .1, .1, .01])
+
+
+@pytest.fixture(scope='module')
+def first_stage(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp('first-stage')
+    config = write_config(tmp, TINY_TPS, data_root, num_epochs=1)
+    assert run.main(['--config', config, '--log_dir', str(tmp / 'log')]) == 0
+    return config, os.path.join(only_run_dir(tmp / 'log'), 'last.pth.tar')
+
+
+def _run_avd(tmp_path, first_stage, monkeypatch, num_epochs=1, **avd_params):
+    """train_avd on the tiny TPSMM checkpoint; returns (saved checkpoint, learning rate per epoch)."""
+    import logger as logger_module
+    config_path, ckpt = first_stage
+    config = yaml.safe_load(open(config_path))
+    config['train_avd_params'].update(num_epochs=num_epochs, **avd_params)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / 'avd.yaml'
+    path.write_text(yaml.safe_dump(config))
+    rates, log_epoch = [], logger_module.Logger.log_epoch
+
+    def recording(self, epoch, *args, extra_scalars=None, **kwargs):
+        rates.append(extra_scalars['lr/optimizer_avd'])
+        return log_epoch(self, epoch, *args, extra_scalars=extra_scalars, **kwargs)
+    monkeypatch.setattr(logger_module.Logger, 'log_epoch', recording)
+    out = tmp_path / 'avd-log'
+    assert run.main(['--config', str(path), '--mode', 'train_avd', '--checkpoint', ckpt, '--log_dir', str(out)]) == 0
+    return torch.load(os.path.join(only_run_dir(out), 'last.pth.tar'), weights_only=True), rates
+
+
+def test_train_avd_schedule_and_first_stage_as_the_reference(tmp_path, first_stage, monkeypatch):
+    saved, rates = _run_avd(tmp_path, first_stage, monkeypatch, num_epochs=7, lr=1.0, epoch_milestones=[3, 5])
+    assert rates == pytest.approx([1, 1, 1, 1, .1, .1, .01])
+    before = torch.load(first_stage[1], weights_only=True)['kp_detector']
+    stats = [k for k in before if k.endswith('running_mean')]
+    assert stats and all(not torch.equal(before[k], saved['kp_detector'][k]) for k in stats)   # BN kept updating
+    for k, v in before.items():
+        if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked')):
+            assert torch.equal(v, saved['kp_detector'][k]), k                                   # no weight moved
+
+
+def test_train_avd_first_stage_eval_option(tmp_path, first_stage, monkeypatch):
+    saved, _ = _run_avd(tmp_path, first_stage, monkeypatch, first_stage_mode='eval')
+    before = torch.load(first_stage[1], weights_only=True)['kp_detector']
+    assert all(torch.equal(v, saved['kp_detector'][k]) for k, v in before.items())
+
+
+def test_train_avd_resume_restores_its_optimizer(tmp_path, first_stage, monkeypatch):
+    first, _ = _run_avd(tmp_path / 'a', first_stage, monkeypatch, lr=0.01)
+    steps = first['optimizer_avd']['state'][0]['step']
+    resumed_from = str(tmp_path / 'avd-stage.pth.tar')
+    torch.save(first, resumed_from)
+    second, rates = _run_avd(tmp_path / 'b', (first_stage[0], resumed_from), monkeypatch, lr=0.5)
+    assert second['optimizer_avd']['state'][0]['step'] == 2 * steps     # Adam's moments carried on
+    assert rates == [0.01]                                              # and its rate, as the reference
