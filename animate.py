@@ -116,12 +116,18 @@ class Animator:
         return {k: v.float() for k, v in kp.items()}
 
     @torch.no_grad()
-    def prepare(self, source: np.ndarray, initial: np.ndarray | None, mode: str, adapt_scale: bool) -> dict:
-        """Everything that depends only on the source and the reference driving frame."""
+    def prepare(self, source: np.ndarray, initial: np.ndarray | None, mode: str, adapt_scale: bool,
+                relative_jacobian: bool = True) -> dict:
+        """Everything that depends only on the source and the reference driving frame.
+
+        `relative_jacobian` (FOMM relative mode): J = J_D J_D0^-1 J_S, as FOMM's demo always does
+        in relative mode; False keeps the driving jacobians (`normalization_params.
+        use_relative_jacobian: false` in animate mode)."""
         if mode not in MODES[self.family]:
             raise ValueError(f'mode {mode!r} is not available for {self.family}; choose from {MODES[self.family]}')
         src = to_tensor(source, self.device)
-        state = {'source': src, 'kp_source': self.keypoints(src), 'mode': mode}
+        state = {'source': src, 'kp_source': self.keypoints(src), 'mode': mode,
+                 'relative_jacobian': relative_jacobian}
         with self.autocast():
             if self.family == 'fomm':
                 state['features'] = self.models['generator'].encode(src)
@@ -151,7 +157,7 @@ class Animator:
             scale = state['scale'].expand(b) if state['scale'] is not None else False
             kp_norm = normalize_kp(kp_source, kp_driving, expand_batch(state['kp_initial'], b),
                                    adapt_movement_scale=scale, use_relative_movement=True,
-                                   use_relative_jacobian=True)
+                                   use_relative_jacobian=state['relative_jacobian'])
         elif state['mode'] == 'avd':
             kp_norm = self.models['avd_network'](kp_source, kp_driving)
         else:
@@ -170,19 +176,21 @@ class Animator:
                                                              kp_source=kp_source, bg_param=bg_param, dropout_flag=False)
                 out = self.models['inpainting_network'](source, motion, encoder_maps=features)
         if full:
-            out.update(kp_source=kp_source, kp_driving=kp_norm)
+            out.update(kp_source=kp_source, kp_driving=kp_driving, kp_norm=kp_norm)
             return out
         return out['prediction'].float()
 
     def animate(self, source: np.ndarray, driving_batches: Iterable[np.ndarray], mode: str = 'relative',
-                adapt_scale: bool = False, initial: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                adapt_scale: bool = False, initial: np.ndarray | None = None,
+                relative_jacobian: bool = True) -> Iterator[np.ndarray]:
         """Yield float32 (B, H, W, 3) results for float (B, H, W, 3) driving batches at the
         animation size. `initial` is the reference driving frame for relative motion (default:
         the first driving frame, as the references)."""
         state = None
         for batch in driving_batches:
             if state is None:
-                state = self.prepare(source, batch[0] if initial is None else initial, mode, adapt_scale)
+                state = self.prepare(source, batch[0] if initial is None else initial, mode, adapt_scale,
+                                     relative_jacobian)
             pred = self.animate_batch(state, to_tensor(batch, self.device))
             yield pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
 
@@ -202,11 +210,13 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
         raise ValueError('--mode animate needs --checkpoint')
     load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
                 required_networks(models))
-    params = config.get('animate_params') or {'num_pairs': 50, 'format': '.mp4',
-                                              'normalization_params': {'use_relative_movement': True}}
-    norm = params.get('normalization_params', {})
+    params = config.get('animate_params') or {     # TPSMM configs have none: relative, as its demo
+        'num_pairs': 50, 'format': '.mp4', 'normalization_params': {'use_relative_movement': True}}
+    # As the reference's normalize_kp(**normalization_params): a key left out means False.
+    norm = {key: bool((params.get('normalization_params') or {}).get(key, False))
+            for key in ('use_relative_movement', 'use_relative_jacobian', 'adapt_movement_scale')}
     animator = Animator(config, models, device)
-    family_mode = 'relative' if norm.get('use_relative_movement', True) else 'standard'
+    family_mode = 'relative' if norm['use_relative_movement'] else 'standard'
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
     out_dir = os.path.join(log_dir, 'animation')
     os.makedirs(out_dir, exist_ok=True)
@@ -216,5 +226,6 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
         batches = (driving[i:i + 16] for i in range(0, len(driving), 16))
         name = f"{pair['driving_name']}-{pair['source_name']}{params.get('format', '.mp4')}"
         with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
-            for frames in animator.animate(source, batches, family_mode, norm.get('adapt_movement_scale', False)):
+            for frames in animator.animate(source, batches, family_mode, norm['adapt_movement_scale'],
+                                           relative_jacobian=norm['use_relative_jacobian']):
                 writer.write(to_uint8(frames))

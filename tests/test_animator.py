@@ -1,0 +1,71 @@
+"""animate.Animator, the Python API: keypoint normalisation options and what it accepts."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import TINY_FOMM, tiny_config
+
+
+@pytest.fixture(scope='module')
+def fomm_models():
+    import modules
+    torch.manual_seed(0)
+    models = modules.build_models(tiny_config('tiny/fomm'))
+    with torch.no_grad():          # jacobians away from the identity they start at
+        models['kp_detector'].jacobian.weight.normal_(0, 0.05)
+    return models
+
+
+def _frames(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 64, 64, 3), dtype=np.float32)
+
+
+def test_relative_jacobian_can_be_turned_off(fomm_models):
+    from animate import Animator
+    animator = Animator(TINY_FOMM, fomm_models, 'cpu')
+    source, driving = _frames(1, 0)[0], torch.from_numpy(_frames(3, 1)).permute(0, 3, 1, 2)
+    outs = {}
+    for relative_jacobian in (True, False):
+        state = animator.prepare(source, driving[0].permute(1, 2, 0).numpy(), 'relative', False, relative_jacobian)
+        outs[relative_jacobian] = animator.animate_batch(state, driving, full=True)
+    raw, on, off = outs[False]['kp_driving'], outs[True]['kp_norm'], outs[False]['kp_norm']
+    torch.testing.assert_close(off['jacobian'], raw['jacobian'])                  # the driving jacobians
+    torch.testing.assert_close(on['value'], off['value'])                         # positions still relative
+    assert (on['jacobian'] - off['jacobian']).abs().max() > 1e-3
+    assert (outs[True]['prediction'] - outs[False]['prediction']).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize('given, expected', [({'use_relative_movement': True, 'use_relative_jacobian': True}, True),
+                                             ({'use_relative_movement': True, 'use_relative_jacobian': False}, False),
+                                             ({'use_relative_movement': True}, False)])
+def test_animate_mode_reads_use_relative_jacobian(tmp_path, monkeypatch, fomm_models, given, expected):
+    """run.py --mode animate passes normalization_params as the reference's normalize_kp(**params)
+    reads them: a key that is absent means False."""
+    import animate
+    import run
+    import synthetic_data
+    data = tmp_path / 'data'
+    synthetic_data.generate_dataset(str(data), size=64, num_ids=2, videos_per_id=1, frames=3, test_ids=1, seed=0,
+                                    progress=False)
+    config = yaml.safe_load(yaml.safe_dump(dict(TINY_FOMM)))
+    config['dataset_params'] = {'root_dir': str(data), 'frame_shape': [64, 64, 3]}
+    config['animate_params'] = {'num_pairs': 1, 'format': '.mp4', 'normalization_params': given}
+    (tmp_path / 'c.yaml').write_text(yaml.safe_dump(config))
+    torch.save({k: m.state_dict() for k, m in fomm_models.items()}, tmp_path / 'k.pth.tar')
+    seen = []
+    prepare = animate.Animator.prepare
+
+    def spy(self, source, initial, mode, adapt_scale, relative_jacobian=True):
+        seen.append((mode, relative_jacobian))
+        return prepare(self, source, initial, mode, adapt_scale, relative_jacobian)
+    monkeypatch.setattr(animate.Animator, 'prepare', spy)
+    assert run.main(['--config', str(tmp_path / 'c.yaml'), '--mode', 'animate', '--checkpoint',
+                     str(tmp_path / 'k.pth.tar'), '--log_dir', str(tmp_path / 'log')]) == 0
+    assert seen == [('relative', expected)]
+    (run_dir,) = os.listdir(tmp_path / 'log')
+    assert os.listdir(tmp_path / 'log' / run_dir / 'animation')
