@@ -1,8 +1,14 @@
 """Animation: drive a source image with a video's motion, for both families.
 
+    from animate import Animator
+    from video_io import VideoReader, load_image
     animator = Animator.from_files('config/fomm/vox-256.yaml', 'vox-cpk.pth.tar', device='cuda')
-    for frames in animator.animate(source, driving_batches, mode='relative', adapt_scale=True):
-        ...   # float32 (B, H, W, 3) in [0, 1]
+    source = load_image('photo.jpg')                # float32 (H, W, 3) in [0, 1]; uint8 works too
+    with VideoReader('driving.mp4') as reader:      # iter_batches: float32 (B, H, W, 3) batches
+        for frames in animator.animate(source, reader.iter_batches(16), mode='relative', adapt_scale=True):
+            ...   # float32 (B, 256, 256, 3) in [0, 1], at the config's frame size
+
+Inputs of any size are resized to the animation size, as the command line does.
 
 Every result frame depends only on the source, that driving frame and the reference ("initial")
 driving frame, so frames are animated in batches as they stream in. Source keypoints, the
@@ -63,6 +69,46 @@ def store_convolutions_channels_last(model: torch.nn.Module, dtype: torch.dtype 
     for module in model.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             module.to(dtype=dtype, memory_format=torch.channels_last)
+
+
+def meta_models(config: dict) -> dict:
+    """The config's networks on the meta device (shapes only), in eval mode."""
+    from modules import build_models
+    with torch.device('meta'):
+        models = build_models(config)
+    return {k: m.eval() for k, m in models.items()}
+
+
+def size_problem(config: dict, size: tuple[int, int], models: dict | None = None) -> str | None:
+    """None when the config's networks animate (H, W) frames at that size, else what goes wrong.
+
+    The networks run once on the meta device (shapes only: no memory, no arithmetic, ~0.2 s):
+    every hourglass needs its input divisible by 2 ** num_blocks at its own scale, and a size that
+    does not divide either fails to line up its skip connections or comes out smaller."""
+    from modules.model import family_of
+    models = models or meta_models(config)
+    x = torch.empty(1, 3, *size, device='meta')
+    try:
+        with torch.no_grad():
+            kp = models['kp_detector'](x)
+            if family_of(models) == 'fomm':
+                out = models['generator'](x, kp_driving=kp, kp_source=kp)
+            else:
+                motion = models['dense_motion_network'](source_image=x, kp_driving=kp, kp_source=kp, bg_param=None,
+                                                        dropout_flag=False)
+                out = models['inpainting_network'](x, motion)
+    except (RuntimeError, ValueError):     # concatenated skips of other sizes; maps shrunk to 1x1
+        return 'its feature maps do not line up at that size'
+    got = tuple(out['prediction'].shape[-2:])
+    return None if got == tuple(size) else f'the result would come out {got[0]}x{got[1]}'
+
+
+def size_multiple(config: dict) -> int:
+    """The smallest power of two m such that frames whose sides are multiples of m work (tried: m x m, 3m x 2m)."""
+    models, m = meta_models(config), 8
+    while m < 1024 and any(size_problem(config, (m * k, m * j), models) for k, j in ((1, 1), (3, 2))):
+        m *= 2
+    return m
 
 
 def required_networks(models: dict, avd: bool = False) -> tuple[str, ...]:
@@ -182,17 +228,54 @@ class Animator:
 
     def animate(self, source: np.ndarray, driving_batches: Iterable[np.ndarray], mode: str = 'relative',
                 adapt_scale: bool = False, initial: np.ndarray | None = None,
-                relative_jacobian: bool = True) -> Iterator[np.ndarray]:
-        """Yield float32 (B, H, W, 3) results for float (B, H, W, 3) driving batches at the
-        animation size. `initial` is the reference driving frame for relative motion (default:
-        the first driving frame, as the references)."""
+                relative_jacobian: bool = True, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+        """Yield float32 (B, h, w, 3) results in [0, 1], one per driving batch.
+
+        `source` (H, W, 3) and each driving batch (B, H, W, 3) (or one (H, W, 3) frame) are uint8,
+        uint16 or float in [0, 1], RGB, any size: they are resized to `size` (default: the config's
+        frame size, `self.frame_size`) as the command line does; anything else is a ValueError
+        saying what was given. `initial` is the reference driving frame for relative motion
+        (default: the first driving frame, as the references)."""
+        size = tuple(size or self.frame_size)
+        source = animation_frames(source, size, 'source')[0]
         state = None
         for batch in driving_batches:
+            batch = animation_frames(batch, size, 'driving frames')
             if state is None:
-                state = self.prepare(source, batch[0] if initial is None else initial, mode, adapt_scale,
-                                     relative_jacobian)
+                ref = batch[0] if initial is None else animation_frames(initial, size, 'initial frame')[0]
+                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian)
             pred = self.animate_batch(state, to_tensor(batch, self.device))
             yield pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
+
+
+def animation_frames(frames, size: tuple[int, int], what: str = 'frames') -> np.ndarray:
+    """What the API is handed -> float32 (B, h, w, 3) in [0, 1] at `size`, or a ValueError that
+    says what was given. uint8 is divided by 255 (fed as is, it washes the result out), uint16 by
+    65535; grey is repeated to RGB, alpha dropped; other sizes are resized as the CLI resizes
+    (skimage-equivalent anti-aliasing)."""
+    from video_io import resize_frames
+    arr = np.asarray(frames)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3, 4) or 0 in arr.shape:
+        raise ValueError(f'{what}: expected an (H, W, 3) image or a (B, H, W, 3) batch, channels last, '
+                         f'got shape {tuple(np.shape(frames))}')
+    if arr.dtype.kind == 'f':
+        lo, hi = float(arr.min()), float(arr.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f'{what}: float frames must lie in [0, 1], got values from {lo:.4g} to {hi:.4g} '
+                             '(for 0-255 values pass uint8, or divide by 255)')
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'{what}: unsupported dtype {arr.dtype}; pass uint8, uint16 or float in [0, 1]')
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    elif arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    if tuple(arr.shape[1:3]) != tuple(size):
+        return resize_frames(arr, size)
+    if arr.dtype.kind != 'f':
+        return arr.astype(np.float32) / np.iinfo(arr.dtype).max
+    return np.clip(arr, 0, 1).astype(np.float32, copy=False)
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -227,5 +310,5 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
         name = f"{pair['driving_name']}-{pair['source_name']}{params.get('format', '.mp4')}"
         with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
             for frames in animator.animate(source, batches, family_mode, norm['adapt_movement_scale'],
-                                           relative_jacobian=norm['use_relative_jacobian']):
+                                           relative_jacobian=norm['use_relative_jacobian'], size=driving.shape[1:3]):
                 writer.write(to_uint8(frames))

@@ -205,6 +205,19 @@ def resolve_mode(args: argparse.Namespace, family: str, config_path: str) -> tup
     return mode, adapt
 
 
+def check_animation_size(config: dict, config_path: str, family: str, size: tuple[int, int]) -> None:
+    """--img_shape the networks cannot animate at: one line saying which sizes work."""
+    from animate import size_multiple, size_problem
+    problem = size_problem(config, size)
+    if problem is None:
+        return
+    m = size_multiple(config)
+    near = [max(m, round(s / m) * m) for s in size]
+    raise DemoError(f'--img_shape {size[0]},{size[1]}: the {family.upper() if family == "fomm" else "TPSMM"} config '
+                    f'{config_path} cannot animate {size[0]}x{size[1]} frames ({problem}); use sides that are '
+                    f'multiples of {m}, for example {near[0]},{near[1]}')
+
+
 def check_output_path(path: str) -> None:
     """Fail early (before loading anything) on an output format VideoWriter cannot write."""
     if path.endswith(('/', os.sep)) or os.path.isdir(path):
@@ -371,7 +384,8 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
         with VideoWriter(result_path, fps=reader.fps, audio_from=audio_from) as writer, \
                 progress_bar(reader.num_frames or reader.estimated_num_frames, 'animate', quiet) as bar:
             batches = tap(reader.iter_batches(batch_size, size=img_shape))
-            for frames in animator.animate(source, batches, mode=mode, adapt_scale=adapt_scale, initial=initial):
+            for frames in animator.animate(source, batches, mode=mode, adapt_scale=adapt_scale, initial=initial,
+                                           size=img_shape):
                 writer.write(to_uint8(frames))
                 if on_batch is not None:
                     on_batch(last[0], frames)
@@ -412,6 +426,8 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     family = family_of_config(config).name
     mode, adapt = mode_override or resolve_mode(args, family, config_path)
     img_shape = parse_shape(args.img_shape) if args.img_shape else frame_shape_of(config)
+    if args.img_shape:
+        check_animation_size(config, config_path, family, img_shape)
     if (args.best_frame is not None or args.find_best_frame) and mode != 'relative':
         note(f'--best_frame / --find_best_frame only matter in relative mode (mode is {mode}); ignored')
         args.best_frame, args.find_best_frame = None, False

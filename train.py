@@ -127,12 +127,6 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict, path: str, key: s
         group.setdefault('initial_lr', initial)
 
 
-# Networks a resumable checkpoint may lack, as the references allow: FOMM's discriminator, and
-# TPSMM's background predictor (its trainer saves it only from bg_start on) and AVD network (trained
-# after the rest). They start from their initialisation.
-OPTIONAL_ON_RESUME = ('discriminator', 'bg_predictor', 'avd_network')
-
-
 def discriminator_to_refit(path: str, ckpt: dict, models: dict) -> bool:
     """True when the checkpoint's discriminator does not fit this config's, as when an `-adv`
     config (taichi-adv-256, `use_kp: true`: keypoint heatmaps as extra input channels) fine-tunes a
@@ -153,7 +147,7 @@ def load_training_state(path: str, models: dict, optimizers: dict, config: dict)
     ckpt = read_checkpoint(path)
     fresh = {'discriminator', 'optimizer_discriminator'} if discriminator_to_refit(path, ckpt, models) else set()
     ckpt = load_models(path, {k: m for k, m in models.items() if k not in fresh}, config,
-                       required=tuple(k for k in models if k not in OPTIONAL_ON_RESUME), checkpoint=ckpt)
+                       checkpoint=ckpt)     # networks in OPTIONAL_NETWORKS start from their initialisation
     for key in models:
         if key not in ckpt:
             log.info('%s has no %s; it starts from its initialisation', path, key)
@@ -170,6 +164,20 @@ def load_training_state(path: str, models: dict, optimizers: dict, config: dict)
         else:
             log.warning('%s has no %s; that optimizer starts fresh', path, key)
     return int(ckpt.get('epoch', -1)) + 1
+
+
+def checkpoint_objects(models: dict, optimizers: dict, phases: list, train_params: dict, epoch: int) -> dict:
+    """What a checkpoint of `epoch` holds: what the references save, under their keys, plus our
+    schedulers. TPSMM's trainer saves no AVD network (its own stage comes later), and its
+    background predictor with its optimizer only from `bg_start` on: untrained, they would triple
+    a small model's checkpoint."""
+    objects = {**models, **optimizers, **{k: v for p in phases for k, v in p.schedulers.items()}}
+    if family_of(models) == 'tps':
+        objects.pop('avd_network', None)
+        if epoch < train_params.get('bg_start', 0):
+            for key in ('bg_predictor', 'optimizer_bg_predictor', 'scheduler_bg_predictor'):
+                objects.pop(key, None)
+    return objects
 
 
 def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch: int, device, dist):
@@ -311,7 +319,6 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
     if len(loader) == 0:
         raise ValueError(f'{config.get("dataset_params", {}).get("root_dir")}: {len(dataset)} training items, fewer '
                          f'than one batch of {train_params["batch_size"]}; lower batch_size or add videos')
-    checkpoint_objects = {**models, **optimizers, **{k: v for p in phases for k, v in p.schedulers.items()}}
     logger = Logger(log_dir, checkpoint_freq=train_params.get('checkpoint_freq', 1),
                     visualizer_params=config.get('visualizer_params'), enabled=dist.is_main)
     logger.keep_config(config_path(config))
@@ -325,7 +332,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         for epoch in range(start_epoch, num_epochs):
             if isinstance(loader.sampler, DistributedSampler):
                 loader.sampler.set_epoch(epoch)
-            bar = tqdm(loader, desc=f'epoch {epoch}/{num_epochs - 1}', disable=not dist.is_main, dynamic_ncols=True)
+            bar = tqdm(loader, desc=f'epoch {epoch + 1}/{num_epochs}', disable=not dist.is_main, dynamic_ncols=True)
             for batch in bar:
                 batch = to_device(batch, device, channels_last)
                 values, generated = {}, None
@@ -338,7 +345,8 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                 if dist.is_main and time.monotonic() - last_save > last_checkpoint_minutes * 60:
                     # Rolling mid-epoch checkpoint marked as the previous epoch: a resume redoes
                     # this epoch with the newer weights instead of losing hours of iterations.
-                    logger.save_checkpoint(checkpoint_objects, epoch - 1, path=logger.last_checkpoint_path)
+                    logger.save_checkpoint(checkpoint_objects(models, optimizers, phases, train_params, epoch),
+                                           epoch - 1, path=logger.last_checkpoint_path)
                     last_save = time.monotonic()
             with warnings.catch_warnings():
                 # A scheduler whose optimizer never stepped (FOMM discriminator with GAN off)
@@ -349,11 +357,12 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                         sched.step()
             average_buffers(models, dist)
             lrs = {f'lr/{k}': o.param_groups[0]['lr'] for k, o in optimizers.items()}
-            logger.log_epoch(epoch, checkpoint_objects, inp=batch, out=generated, extra_scalars=lrs)
+            logger.log_epoch(epoch, checkpoint_objects(models, optimizers, phases, train_params, epoch),
+                             inp=batch, out=generated, extra_scalars=lrs)
             last_save = time.monotonic()
             if max_minutes is not None and last_save - started > max_minutes * 60:
                 log.info('time budget of %.1f min reached after epoch %d', max_minutes, epoch)
                 break
         if epoch >= start_epoch:
-            logger.save_final(checkpoint_objects, epoch)
+            logger.save_final(checkpoint_objects(models, optimizers, phases, train_params, epoch), epoch)
     return epoch

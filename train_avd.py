@@ -105,7 +105,7 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
                 for group in optimizer.param_groups:
                     group['lr'] = group['initial_lr'] * avd_lr_factor(params['epoch_milestones'], epoch - 1)
             avd.train()
-            for batch in tqdm(loader, desc=f'avd epoch {epoch}/{num_epochs - 1}'):
+            for batch in tqdm(loader, desc=f'avd epoch {epoch + 1}/{num_epochs}'):
                 with torch.no_grad():
                     kp_source = kp_detector(batch['source'].to(device))
                     kp_driving = kp_detector(batch['driving'].to(device))

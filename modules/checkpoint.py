@@ -21,6 +21,42 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and says why."""
 
 
+# Networks the references' checkpoints hold only sometimes: FOMM's discriminator (not in exported
+# models), TPSMM's background predictor (saved from bg_start on) and AVD network (its own stage).
+OPTIONAL_NETWORKS = ('discriminator', 'bg_predictor', 'avd_network')
+
+
+ZIP_MAGIC = b'PK\x03\x04'      # torch.save since PyTorch 1.6
+PICKLE_MAGIC = b'\x80'          # the legacy format (the 2019 FOMM checkpoints) starts with a pickle
+
+
+def describe_unreadable(path: str) -> str:
+    """Why a file that torch.load could not read is no checkpoint, as one sentence: what the file
+    looks like says more than torch's message (a KeyError on a text file, a zip error cut off)."""
+    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            return (f'a zip-format PyTorch checkpoint whose end is missing ({size:,} bytes): the file is truncated; '
+                    f'download or copy it again')
+        return 'a zip archive that is not a PyTorch checkpoint, or a damaged one'
+    if head.startswith(PICKLE_MAGIC):
+        return (f'a legacy-format PyTorch checkpoint that breaks off ({size:,} bytes): the file is truncated or '
+                f'damaged; download or copy it again')
+    if not head:
+        return 'an empty file'
+    text = head.lstrip().lower()
+    if text.startswith((b'<!doctype html', b'<html')):
+        return ('an HTML page, not a checkpoint: the download link returned a web page (file hosts do this for '
+                'large files); download the file itself')
+    try:
+        shown = head[:60].decode('utf-8').strip().splitlines()[0]
+        return f'a text file, not a checkpoint (it starts with {shown!r})'
+    except (UnicodeDecodeError, IndexError):
+        return 'not a PyTorch checkpoint (neither the zip nor the legacy format)'
+
+
 def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
@@ -28,13 +64,14 @@ def read_checkpoint(path: str) -> dict:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
+        with open(path, 'rb') as f:
+            structured = f.read(4).startswith((ZIP_MAGIC, PICKLE_MAGIC))
+        if structured and ('Unsupported global' in str(e) or 'GLOBAL' in str(e)):
             raise CheckpointError(f'{path}: refused: the file carries pickled Python objects other than tensors '
                                   f'(code could run on loading). Only plain state dicts are loaded. ({first[:200]})') from None
-        raise CheckpointError(f'{path}: not a PyTorch checkpoint ({first[:200]})') from None
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint '
-                              f'({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""})') from None
+        raise CheckpointError(f'{path}: {describe_unreadable(path)}') from None
+    except Exception:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f'{path}: {describe_unreadable(path)}') from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path}: expected a dict of state dicts, found {type(ckpt).__name__}')
     return ckpt
@@ -110,19 +147,31 @@ def matching_configs(ckpt: dict, config_dir: str | None = None) -> list[str]:
     return fits
 
 
+def missing_networks(missing: list[str], ckpt: dict, config: dict | None, path: str) -> str:
+    """Why a checkpoint whose networks all fit still cannot serve, and what to do."""
+    if missing == ['avd_network']:
+        where = config_path(config) if config is not None else 'CONFIG'
+        return ("it holds no AVD network (TPSMM's second stage, trained after the rest), which --mode avd needs: "
+                f"train one with `python run.py --config {where} --mode train_avd --checkpoint {path}`, or animate "
+                "with --mode relative or --mode standard")
+    names = ', '.join(repr(k) for k in missing)
+    return (f"no {names} network in the checkpoint, which this config needs (it has: "
+            f"{', '.join(sorted(k for k in ckpt if not k.startswith(('optimizer', 'scheduler'))))})")
+
+
 def load_models(path: str, models: dict[str, nn.Module], config: dict | None = None,
                 required: tuple[str, ...] | None = None, checkpoint: dict | None = None) -> dict:
     """Load `models[key]` from checkpoint `path` for every key it has, strictly.
 
     `required` names the networks that must be present (default: all of `models` except the
-    training-only discriminator). On any mismatch raises CheckpointError listing missing and
+    `OPTIONAL_NETWORKS`). On any mismatch raises CheckpointError listing missing and
     unexpected keys and shape mismatches per network and, where it can tell, which bundled
     config fits the checkpoint. Returns the raw checkpoint (epoch, optimizer states, ...).
     `checkpoint`: the file's contents when the caller has read it already (`path` names it).
     """
     ckpt = read_checkpoint(path) if checkpoint is None else checkpoint
     if required is None:
-        required = tuple(k for k in models if k != 'discriminator')
+        required = tuple(k for k in models if k not in OPTIONAL_NETWORKS)
     problems = []
     family = checkpoint_family(ckpt)
     ours = 'tps' if 'inpainting_network' in models else 'fomm'
@@ -132,13 +181,16 @@ def load_models(path: str, models: dict[str, nn.Module], config: dict | None = N
         raise CheckpointError(f'{path} is a {names[family]} checkpoint ({describe_size(ckpt)}) but the config '
                               f'{config_path(config) if config is not None else ""} builds {names[ours]} networks.'
                               + (f' Configs that fit it: {", ".join(fits)}.' if fits else ''))
-    for key in required:
-        if key not in ckpt:
-            problems.append(f"no '{key}' network in the checkpoint (it has: {', '.join(sorted(ckpt)) or 'nothing'})")
     for key, model in models.items():
         if key in ckpt:
             for p in state_dict_mismatch(model, _strip_prefix(ckpt[key])):
                 problems.append(f'{key}: {p}')
+    missing = [key for key in required if key not in ckpt]
+    if missing and not problems:
+        # Every network it has fits: it lacks one, which is no mismatch of configs.
+        raise CheckpointError(f'{path}: {missing_networks(missing, ckpt, config, path)}')
+    problems += [f"no '{key}' network in the checkpoint (it has: {', '.join(sorted(ckpt)) or 'nothing'})"
+                 for key in missing]
     if problems:
         where = f' with config {config_path(config)}' if config is not None else ''
         hint = f' The checkpoint is {describe_size(ckpt)}.' if family else ''

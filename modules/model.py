@@ -19,20 +19,51 @@ from torch import nn
 
 from . import losses as L
 from .blocks import AntiAliasInterpolation2d
+from .config import ConfigError
 from .discriminator import scale_key
 from .geometry import make_coordinate_grid, random_tps_kernel_fomm, random_tps_kernel_tpsmm
 
 log = logging.getLogger(__name__)
 
 
-class VggWeightsUnavailable(RuntimeError):
-    pass
+class VggWeightsUnavailable(ConfigError):
+    """No ImageNet VGG-19 for the perceptual loss; the way out is a config setting or a file."""
 
 
 VGG_HELP = ("VGG-19 ImageNet weights (for the perceptual loss) could not be obtained from torchvision{why}. "
-            "Two ways out: set `train_params.vgg19_weights: /path/to/vgg19.pth` to a local copy of "
-            "torchvision's vgg19 state dict (file vgg19-dcbb9e9d.pth), or `vgg19_weights: random` to train with "
-            "untrained VGG features (a much weaker perceptual loss; results will not match the papers).")
+            "Three ways out: put torchvision's file vgg19-dcbb9e9d.pth in {cache} (where torchvision looks "
+            "first; $TORCH_HOME moves it), set `train_params.vgg19_weights: /path/to/vgg19-dcbb9e9d.pth`, or "
+            "`vgg19_weights: random` to train with untrained VGG features (a much weaker perceptual loss; results "
+            "will not match the papers).")
+
+
+def vgg_help(why: str) -> str:
+    return VGG_HELP.format(why=why, cache=os.path.join(torch.hub.get_dir(), 'checkpoints'))
+
+
+def host_reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to the URL's host opens: checked before a download, so an offline
+    machine gets one clear message instead of torch.hub's "Downloading: ..." and a traceback."""
+    import socket
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def imagenet_vgg19_features() -> nn.Module:
+    """torchvision's ImageNet VGG-19 `features[:30]`, from its cache or downloaded."""
+    weights = torchvision.models.VGG19_Weights.IMAGENET1K_V1
+    cached = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(weights.url))
+    if not os.path.isfile(cached) and not host_reachable(weights.url):
+        raise VggWeightsUnavailable(vgg_help(f' (not in its cache, and {weights.url} cannot be reached: offline?)'))
+    try:
+        return torchvision.models.vgg19(weights=weights).features[:30]
+    except Exception as e:  # proxy, corrupt cache, interrupted download...
+        raise VggWeightsUnavailable(vgg_help(f' ({type(e).__name__}: {e})')) from None
 
 
 class Vgg19(nn.Module):
@@ -51,11 +82,7 @@ class Vgg19(nn.Module):
         if weights_path is not None:
             self.load_weights(weights_path)
         elif pretrained:
-            try:
-                ref = torchvision.models.vgg19(weights=torchvision.models.VGG19_Weights.IMAGENET1K_V1).features[:30]
-            except Exception as e:  # offline, proxy, corrupt cache...
-                raise VggWeightsUnavailable(VGG_HELP.format(why=f' ({type(e).__name__}: {e})')) from None
-            self.features.load_state_dict(ref.state_dict())
+            self.features.load_state_dict(imagenet_vgg19_features().state_dict())
         self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -63,7 +90,7 @@ class Vgg19(nn.Module):
 
     def load_weights(self, path: str) -> None:
         if not os.path.isfile(path):
-            raise VggWeightsUnavailable(VGG_HELP.format(why=f' (no file {path})'))
+            raise VggWeightsUnavailable(vgg_help(f' (no file {path})'))
         state = torch.load(path, map_location='cpu', weights_only=True)
         state = {k.removeprefix('features.'): v for k, v in state.items() if not k.startswith('classifier')}
         state = {k: v for k, v in state.items() if int(k.split('.')[0]) < 30}

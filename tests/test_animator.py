@@ -69,3 +69,48 @@ def test_animate_mode_reads_use_relative_jacobian(tmp_path, monkeypatch, fomm_mo
     assert seen == [('relative', expected)]
     (run_dir,) = os.listdir(tmp_path / 'log')
     assert os.listdir(tmp_path / 'log' / run_dir / 'animation')
+
+
+@pytest.fixture(scope='module')
+def tps_animator():
+    import modules
+    from animate import Animator
+    from conftest import TINY_TPS
+    torch.manual_seed(1)
+    animator = Animator(TINY_TPS, modules.build_models(tiny_config('tiny/tps')), 'cpu')
+    animator.frame_size = (64, 64)      # TINY_TPS has frame_shape null (so 256x256 by default)
+    return animator
+
+
+def _animate(animator, source, driving, **kw):
+    return np.concatenate(list(animator.animate(source, [driving[:2], driving[2:]], mode='relative', **kw)))
+
+
+def test_api_accepts_uint8_and_float_alike(tps_animator):
+    rng = np.random.default_rng(3)
+    source8, driving8 = rng.integers(0, 256, (64, 64, 3), np.uint8), rng.integers(0, 256, (3, 64, 64, 3), np.uint8)
+    from_uint8 = _animate(tps_animator, source8, driving8)
+    from_float = _animate(tps_animator, source8 / np.float32(255), driving8 / np.float32(255))
+    assert from_uint8.shape == (3, 64, 64, 3) and from_uint8.dtype == np.float32
+    np.testing.assert_allclose(from_uint8, from_float, atol=1e-5)
+
+
+def test_api_resizes_any_size_as_the_cli(tps_animator):
+    from video_io import resize_frame, resize_frames
+    rng = np.random.default_rng(4)
+    source, driving = rng.random((150, 120, 3), np.float32), rng.random((3, 90, 110, 3), np.float32)
+    big = _animate(tps_animator, source, driving)
+    small = _animate(tps_animator, resize_frame(source, (64, 64)), resize_frames(driving, (64, 64)))
+    assert big.shape == (3, 64, 64, 3)
+    np.testing.assert_allclose(big, small, atol=1e-5)
+    assert _animate(tps_animator, source, driving, size=(128, 128)).shape == (3, 128, 128, 3)
+
+
+@pytest.mark.parametrize('source, message', [
+    (np.full((64, 64, 3), 200.0, np.float32), 'float frames must lie in \\[0, 1\\]'),
+    (np.zeros((3, 64, 64), np.float32), 'channels last'),
+    (np.zeros((64, 64, 3), np.int64), 'unsupported dtype'),
+])
+def test_api_says_what_it_was_given(tps_animator, source, message):
+    with pytest.raises(ValueError, match=message):
+        _animate(tps_animator, source, np.zeros((3, 64, 64, 3), np.float32))

@@ -158,7 +158,7 @@ def test_resume_without_optional_networks(tmp_path, data_root, base, absent, cap
     assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
     saved = torch.load(os.path.join(only_run_dir(log_dir), 'last.pth.tar'), weights_only=True)
     for key in absent:
-        del saved[key]
+        saved.pop(key, None)          # TPSMM's epoch 0 (before bg_start) saves neither, as the reference
     partial = str(tmp_path / 'partial' / 'ckpt.pth.tar')
     os.makedirs(os.path.dirname(partial))
     torch.save(saved, partial)
@@ -199,25 +199,21 @@ def test_tps_reconstruction_uses_background_motion():
 
 
 def test_train_avd_and_reconstruction(tmp_path, data_root):
-    config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1)
+    config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=1, bg_start=0)     # bg_predictor saved
     log_dir = tmp_path / 'log'
     assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
     ckpt = os.path.join(only_run_dir(log_dir), 'last.pth.tar')
-    before = torch.load(ckpt, weights_only=True)['avd_network']
+    assert 'avd_network' not in torch.load(ckpt, weights_only=True)       # the first stage saves none
     avd_dir = tmp_path / 'avd'
     assert run.main(['--config', config, '--mode', 'train_avd', '--checkpoint', ckpt, '--log_dir', str(avd_dir)]) == 0
-    after = torch.load(os.path.join(only_run_dir(avd_dir), 'last.pth.tar'), weights_only=True)['avd_network']
-    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    after = torch.load(os.path.join(only_run_dir(avd_dir), 'last.pth.tar'), weights_only=True)
+    assert 'avd_network' in after and after['optimizer_avd']['state'][0]['step'] > 0
     assert os.path.isfile(os.path.join(only_run_dir(avd_dir), 'config.yaml'))
     assert os.listdir(os.path.join(only_run_dir(avd_dir), 'train-vis'))      # AVD re-targeting preview
 
     # A first-stage checkpoint (the reference saves no AVD network before its own stage) evaluates.
-    first_stage = torch.load(ckpt, weights_only=True)
-    del first_stage['avd_network']
-    stage1 = str(tmp_path / 'stage1.pth.tar')
-    torch.save(first_stage, stage1)
     rec_dir = tmp_path / 'rec'
-    assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', stage1,
+    assert run.main(['--config', config, '--mode', 'reconstruction', '--checkpoint', ckpt,
                      '--log_dir', str(rec_dir)]) == 0
     out = os.path.join(only_run_dir(rec_dir), 'reconstruction')
     metrics = json.load(open(os.path.join(out, 'metrics.json')))
@@ -720,3 +716,21 @@ def test_train_avd_resume_restores_its_optimizer(tmp_path, first_stage, monkeypa
     second, rates = _run_avd(tmp_path / 'b', (first_stage[0], resumed_from), monkeypatch, lr=0.5)
     assert second['optimizer_avd']['state'][0]['step'] == 2 * steps     # Adam's moments carried on
     assert rates == [0.01]                                              # and its rate, as the reference
+
+
+def test_checkpoints_hold_what_the_references_save(tmp_path, data_root, capsys):
+    """TPSMM's first stage saves no AVD network, and the background predictor with its optimizer
+    only from bg_start on (TINY_TPS: bg_start 1)."""
+    log_dir = tmp_path / 'log'
+    config = write_config(tmp_path, TINY_TPS, data_root, num_epochs=2)
+    assert run.main(['--config', config, '--log_dir', str(log_dir)]) == 0
+    run_dir = only_run_dir(log_dir)
+    first = torch.load(os.path.join(run_dir, '00000000-checkpoint.pth.tar'), weights_only=True)
+    second = torch.load(os.path.join(run_dir, '00000001-checkpoint.pth.tar'), weights_only=True)
+    networks = {'kp_detector', 'dense_motion_network', 'inpainting_network'}
+    assert networks | {'optimizer'} <= set(first)
+    assert not {'avd_network', 'bg_predictor', 'optimizer_bg_predictor'} & set(first)
+    assert networks | {'bg_predictor', 'optimizer', 'optimizer_bg_predictor'} <= set(second)
+    assert 'avd_network' not in second
+    err = capsys.readouterr().err      # the progress bar counts epochs from 1 to num_epochs
+    assert 'epoch 2/2' in err and 'epoch 0/' not in err
