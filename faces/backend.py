@@ -267,8 +267,8 @@ def load_backend(name: str = 'auto', device: str = 'cpu', *, detector: str = 'ho
                  say: Callable[[str], None] | None = None) -> FaceBackend:
     """The backend `name` ('auto', 'face-alignment' or 'dlib'), built once per process.
 
-    'auto' tries face-alignment and falls back to dlib, saying so in one line through `say`
-    (default: a 'note:' line on stderr), once per process. A forced backend that cannot load
+    The choice is said in one line through `say` (default: a 'note:' line on stderr), once per
+    process; 'auto' tries face-alignment and falls back to dlib, saying why. A forced backend that cannot load
     raises FaceModelError with one line; face-alignment's failure is remembered, so it is tried
     once per process whatever the caller."""
     if name not in BACKEND_CHOICES:
@@ -279,16 +279,17 @@ def load_backend(name: str = 'auto', device: str = 'cpu', *, detector: str = 'ho
         return _LOADED[key]
     if name == 'dlib':
         backend: FaceBackend = DlibBackend(detector)
+        say(f'face backend: {backend.description}')
+    elif name == 'face-alignment':
+        backend = _face_alignment(str(device))
+        say(f'face backend: {backend.description}')
     else:
-        backend = _face_alignment(str(device)) if name == 'face-alignment' else None
-        if backend is None:
-            try:
-                backend = _face_alignment(str(device))
-            except FaceModelError as err:
-                fallback = DlibBackend(detector)
-                say(f'face backend: {fallback.description}, because face-alignment is unavailable '
-                    f'({_short(err)})')
-                backend = fallback
+        try:
+            backend = _face_alignment(str(device))
+            say(f'face backend: {backend.description}')
+        except FaceModelError as err:
+            backend = DlibBackend(detector)
+            say(f'face backend: {backend.description}; face-alignment is unavailable ({_short(err)})')
     _LOADED[key] = backend
     return backend
 
@@ -305,7 +306,7 @@ def _face_alignment(device: str) -> FaceBackend:
 
 def _short(err: Exception) -> str:
     text = str(err)
-    return text.split('; it downloads')[0].replace('the face-alignment model could not be loaded ', 'model not loaded ')
+    return text.split('; it downloads')[0].replace('the face-alignment model could not be loaded ', 'its model did not load: ')
 
 
 def forget_loaded() -> None:
