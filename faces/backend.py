@@ -108,6 +108,14 @@ class FaceBackend:
         return face
 
 
+def landmark_function(backend: FaceBackend) -> Callable[[np.ndarray], 'np.ndarray | None']:
+    """image (H, W, 3) -> (68, 2) landmarks of its largest face, or None (for find_best_frame)."""
+    def landmarks(image: np.ndarray):
+        face = backend.largest_face(image)
+        return None if face is None else face.landmarks
+    return landmarks
+
+
 # ----------------------------------------------------------------------------------------------
 # dlib
 # ----------------------------------------------------------------------------------------------

@@ -120,6 +120,10 @@ class FaceMetrics:
     def describe(self) -> str:
         return self.backend.description
 
+    def shows_face(self, frame: np.ndarray) -> bool:
+        """Whether the frame (scored at 256x256) has a face: decides whether a data set is faces."""
+        return bool(self.backend.detect_batch([protocol_frame(frame)])[0])
+
     def analyse(self, frames: Iterable[np.ndarray]) -> list[FrameFace]:
         return [analyse_frame(self.backend, frame, self.identity) for frame in frames]
 
