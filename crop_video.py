@@ -14,8 +14,8 @@ Any size, frame rate and length; several faces; cuts. For every video:
    its first box (IoU below `--iou_with_initial`, FOMM's rule). Tubes shorter than `--min_frames`
    frames or whose face box (union over the tube) is smaller than `--min_size` pixels are dropped.
 3. A square box per tube: the union of its face boxes, enlarged by `--increase` on each side
-   (FOMM's crop-video uses 0.1); or, with `--track smooth`, a box that follows the face, smoothed
-   over `--smooth` seconds. At the frame edge the box is padded (`--edge pad`, edge pixels
+   (FOMM's crop-video uses 0.1); or, with `--track smooth`, a box whose centre follows the face,
+   smoothed over `--smooth` seconds, with the side of the tube's largest face box (no zoom). At the frame edge the box is padded (`--edge pad`, edge pixels
    repeated), moved inside (`shift`) or cut (`clip`, then stretched as FOMM's crop-video).
 4. A second decode writes each tube, resized to `--image_shape`, to
    OUT/train|test/<id>#<video>#<tube>.mp4 (or a folder of PNG frames with `--format png`), split
@@ -196,7 +196,10 @@ def crop_boxes(tube: Tube, start: int, end: int, width: int, height: int, fps: f
         return np.repeat(box[None], end - start + 1, axis=0)
     faces = tube.per_frame_boxes()[start - tube.start:end - tube.start + 1]
     smooth = smooth_track(faces, args.smooth * fps)
-    return np.stack([fit_box(square_box(b, args.increase), width, height, args.edge) for b in smooth])
+    # the centre follows the face; the side stays the tube's largest, so the clip never zooms
+    half = (1 + 2 * args.increase) * (smooth[:, 2:] - smooth[:, :2]).max() / 2
+    centres = (smooth[:, :2] + smooth[:, 2:]) / 2
+    return np.stack([fit_box(np.concatenate([c - half, c + half]), width, height, args.edge) for c in centres])
 
 
 def plan_clips(tubes: list[Tube], width: int, height: int, fps: float, prefix: str, partition: str,
