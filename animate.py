@@ -278,13 +278,52 @@ def animation_frames(frames, size: tuple[int, int], what: str = 'frames') -> np.
     return np.clip(arr, 0, 1).astype(np.float32, copy=False)
 
 
+def video_stem(name: str) -> str:
+    """'face_3.mp4' -> 'face_3', for output names that get their own extension (a video file's
+    outputs were named 'face_3.mp4.mp4'); frame folders keep their names."""
+    stem, ext = os.path.splitext(name)
+    return stem if ext.lower() in ('.mp4', '.gif', '.mov', '.avi', '.mkv', '.webm', '.png', '.jpg', '.jpeg') else name
+
+
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
 
 
-def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str) -> None:
+def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mode: str = 'relative',
+                  adapt_scale: bool = False, *, crop: bool = True, face_backend: str = 'auto',
+                  result_size: tuple[int, int] | None = None, increase: float | None = None,
+                  batch_size: int = 8, fps: float = 25.0) -> Iterator[np.ndarray]:
+    """`demo.py --crop` as a function: animate the largest face of `photo` (uint8 or float
+    (H, W, 3), any size) with the face in `driving` (uint8 or float (T, h, w, 3), any size), paste
+    each animated crop back into the photo and yield uint8 (B, H, W, 3) batches at the photo's
+    size (or `result_size`). With crop=False the whole photo and frames are resized to the
+    model's size and the results are yielded as uint8 at that size. Raises faces.NoFaceError
+    when the photo or the video shows no face."""
+    from faces import as_uint8, load_backend
+    from faces.compose import DEMO_INCREASE, crop_photo, track_driving
+    from faces.boxes import crop_resized
+    size = animator.frame_size
+    if not crop:
+        batches = (driving[i:i + batch_size] for i in range(0, len(driving), batch_size))
+        yield from (to_uint8(out) for out in animator.animate(photo, batches, mode, adapt_scale))
+        return
+    increase = DEMO_INCREASE if increase is None else increase
+    backend = load_backend(face_backend, str(animator.device))
+    face = crop_photo(photo, backend, increase)
+    track = track_driving((as_uint8(f) for f in driving), backend, fps, increase)
+    batches = (np.stack([crop_resized(f, track.boxes[i + k], size) for k, f in enumerate(driving[i:i + batch_size])])
+               for i in range(0, len(driving), batch_size))
+    compose = face.composer(result_size)
+    for out in animator.animate(face.source(size), batches, mode, adapt_scale):
+        yield compose(out)
+
+
+def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str,
+                    find_best_frame: bool = False, face_backend: str = 'auto') -> None:
     """run.py --mode animate: animate PairedDataset pairs (pairs_list csv or random pairs) with
-    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format>."""
+    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format>.
+    `find_best_frame` (relative motion): the reference frame of each pair is the driving frame
+    whose face landmarks best match the source's (face backend `face_backend`)."""
     from frames_dataset import PairedDataset, build_dataset
     from modules.checkpoint import load_models
     from video_io import VideoWriter
@@ -303,12 +342,32 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
     out_dir = os.path.join(log_dir, 'animation')
     os.makedirs(out_dir, exist_ok=True)
+    landmarks = None
+    if find_best_frame and family_mode == 'relative':
+        from faces import landmark_function, load_backend
+        landmarks = landmark_function(load_backend(face_backend, str(device)))
     for pair in tqdm(dataset, desc='animate'):
         driving = np.transpose(pair['driving_video'], (1, 2, 3, 0))     # (T, H, W, 3)
         source = np.transpose(pair['source_video'], (1, 2, 3, 0))[0]
+        initial = best_reference_frame(source, driving, landmarks, pair['source_name']) if landmarks else None
         batches = (driving[i:i + 16] for i in range(0, len(driving), 16))
-        name = f"{pair['driving_name']}-{pair['source_name']}{params.get('format', '.mp4')}"
+        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}{params.get('format', '.mp4')}"
         with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
             for frames in animator.animate(source, batches, family_mode, norm['adapt_movement_scale'],
-                                           relative_jacobian=norm['use_relative_jacobian'], size=driving.shape[1:3]):
+                                           initial=initial, relative_jacobian=norm['use_relative_jacobian'],
+                                           size=driving.shape[1:3]):
                 writer.write(to_uint8(frames))
+    print(f'wrote {len(dataset)} animations ({params.get("format", ".mp4")}, {family_mode} motion) to {out_dir}')
+
+
+def best_reference_frame(source: np.ndarray, driving: np.ndarray, landmarks, source_name: str) -> np.ndarray | None:
+    """The driving frame whose normalised landmarks best match the source's (demo.py's
+    --find_best_frame), or None (the first frame) when either side shows no face."""
+    import logging
+    from demo import DemoError, find_best_frame
+    try:
+        index, frame = find_best_frame(source, iter(driving), landmarks, source_name)
+    except DemoError as err:
+        logging.getLogger('animate').warning('%s; using the first driving frame', err)
+        return None
+    return frame

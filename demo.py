@@ -37,12 +37,24 @@ Motion
   --adapt_scale           FOMM relative mode: scale the motion by the ratio of the source's and the
                           reference frame's keypoint hull sizes. (TPSMM's relative mode always does.)
   --find_best_frame       use as reference ("initial") frame the driving frame whose face landmarks
-                          (face-alignment package) are closest to the source's, after centring and
-                          scaling them; one extra pass over the video. Needs a face in the source and
-                          the face-alignment weights (downloaded on first use).
+                          are closest to the source's, after centring and scaling them; one extra
+                          pass over the video. Needs a face in the source. Landmarks come from
+                          --face_backend.
   --best_frame N          use driving frame N (0-based) as the reference frame. Equivalent to the
                           references' forward/backward animation from frame N. Both options only
                           matter in relative mode.
+
+Faces (docs/faces.md)
+  --crop                  the source may be a whole photo of any size: its largest face is cropped
+                          (a square around the face box, enlarged by --crop_increase per side, as
+                          training crops are made), animated at the model's size and pasted back
+                          into the photo with a feathered edge; pixels outside the pasted square
+                          stay the photo's. The driving video is cropped to its face with a box
+                          that follows it, smoothed; where the face is lost the box is held. The
+                          result has the photo's size, or --result_size H,W.
+  --crop_increase X       share of the face box added on each side (default 0.45: VoxCeleb framing).
+  --face_backend B        auto (default: face-alignment when its model loads, else dlib, offline)
+                          | face-alignment | dlib: faces for --crop and --find_best_frame.
 
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
@@ -87,6 +99,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from modules.checkpoint import CheckpointError  # noqa: E402
+from faces.backend import FaceModelError, NoFaceError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from video_io import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
 
@@ -131,8 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument('--relative', action='store_true', help='FOMM: relative motion (= --mode relative)')
     mo.add_argument('--adapt_scale', action='store_true', help='FOMM relative mode: adapt the movement scale')
     mo.add_argument('--find_best_frame', action='store_true',
-                    help='reference frame = driving frame whose face landmarks best match the source (face-alignment)')
+                    help='reference frame = driving frame whose face landmarks best match the source')
     mo.add_argument('--best_frame', type=int, default=None, metavar='N', help='reference frame = driving frame N')
+    fa = p.add_argument_group('faces')
+    fa.add_argument('--crop', action='store_true',
+                    help='animate the largest face of a photo of any size and paste it back; follow the driving face')
+    fa.add_argument('--result_size', default=None, metavar='H,W', help='--crop: output size (default: the photo\'s)')
+    fa.add_argument('--crop_increase', type=float, default=None, metavar='X',
+                    help='--crop: enlarge the face box by this share per side (default 0.45, VoxCeleb framing)')
+    fa.add_argument('--face_backend', choices=('auto', 'face-alignment', 'dlib'), default='auto',
+                    help='faces for --crop and --find_best_frame (auto: face-alignment if it loads, else dlib)')
     co = p.add_argument_group('compute')
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
@@ -153,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def parse_shape(text: str) -> tuple[int, int]:
+def parse_shape(text: str, option: str = '--img_shape') -> tuple[int, int]:
     """'256,256', '256x256' or '256' -> (256, 256)."""
     parts = text.replace('x', ',').replace('X', ',').split(',')
     try:
@@ -163,7 +184,7 @@ def parse_shape(text: str) -> tuple[int, int]:
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
-        raise DemoError(f'--img_shape {text!r}: expected two positive integers H,W such as 256,256')
+        raise DemoError(f'{option} {text!r}: expected two positive integers H,W such as 256,256')
     return values[0], values[1]
 
 
@@ -255,28 +276,16 @@ def warnings_as_notes() -> Iterator[None]:
 # Best reference frame (face landmarks)
 # ----------------------------------------------------------------------------------------------
 
-def load_landmark_detector(device) -> Landmarks:
-    """face-alignment's 2-D landmark detector, as the references build it, wrapped as
-    image (H, W, 3) float in [0, 1] -> (68, 2) landmarks of the first face, or None."""
-    hint = 'pick the reference frame yourself with --best_frame N instead'
+def load_landmark_detector(device, backend: str = 'auto') -> Landmarks:
+    """The face backend's 68 landmarks (faces/; face-alignment as the references, else dlib,
+    offline), wrapped as image (H, W, 3) float in [0, 1] -> (68, 2) landmarks of the largest
+    face, or None."""
+    from faces import FaceModelError, landmark_function, load_backend
     try:
-        import face_alignment
-    except ImportError:
-        raise DemoError(f'--find_best_frame needs the face-alignment package (pip install face-alignment); {hint}') from None
-    try:
-        fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, flip_input=True, device=str(device))
-    except Exception as err:  # noqa: BLE001 - any failure to fetch or build a third-party model
-        raise DemoError('--find_best_frame: the face-alignment model could not be loaded '
-                        f'({type(err).__name__}: {one_line(err)}); it downloads its weights on first use, '
-                        f'which needs internet access; {hint}') from None
-
-    def landmarks(image: np.ndarray):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')      # "No faces were detected."
-            found = fa.get_landmarks(np.asarray(image, dtype=np.float32) * 255)
-        return None if not found else np.asarray(found[0], dtype=np.float64)[:, :2]
-
-    return landmarks
+        return landmark_function(load_backend(backend, str(device)))
+    except FaceModelError as err:
+        raise DemoError(f'--find_best_frame: {one_line(err)}; or pick the reference frame yourself with '
+                        '--best_frame N') from None
 
 
 def normalize_landmarks(points: np.ndarray) -> np.ndarray | None:
@@ -342,7 +351,7 @@ def reference_frame(args: argparse.Namespace, reader: VideoReader, source: np.nd
         return resize_frame(frame, img_shape)
     if not args.find_best_frame:
         return None
-    landmarks = load_landmark_detector(device)
+    landmarks = load_landmark_detector(device, args.face_backend)
     with progress_bar(reader.num_frames or reader.estimated_num_frames, 'best frame', args.quiet) as bar:
         def frames():
             for frame in _frames_of(reader.iter_batches(batch_size, size=img_shape)):
@@ -363,11 +372,13 @@ def reference_frame(args: argparse.Namespace, reader: VideoReader, source: np.nd
 def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path: str, *, mode: str,
                   adapt_scale: bool = False, initial: np.ndarray | None = None, batch_size: int = 8,
                   img_shape: tuple[int, int] | None = None, audio_from: str | None = None, quiet: bool = False,
-                  on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None) -> dict:
+                  on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                  compose: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Stream `reader` through `animator` into `result_path`, frame by frame as results come.
 
     `source` and `initial` are float (H, W, 3) at the animation size `img_shape`; `on_batch`,
-    if given, sees every (driving batch, result batch) pair, both float (B, H, W, 3).
+    if given, sees every (driving batch, result batch) pair, both float (B, H, W, 3); `compose`,
+    if given, turns each result batch into the uint8 frames to write (--crop's paste-back).
     Returns {'frames', 'seconds', 'fps'}; on any error nothing is left at `result_path`.
     """
     from animate import to_uint8
@@ -386,7 +397,7 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
             batches = tap(reader.iter_batches(batch_size, size=img_shape))
             for frames in animator.animate(source, batches, mode=mode, adapt_scale=adapt_scale, initial=initial,
                                            size=img_shape):
-                writer.write(to_uint8(frames))
+                writer.write(compose(frames) if compose is not None else to_uint8(frames))
                 if on_batch is not None:
                     on_batch(last[0], frames)
                 bar.update(len(frames))
@@ -432,8 +443,12 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         note(f'--best_frame / --find_best_frame only matter in relative mode (mode is {mode}); ignored')
         args.best_frame, args.find_best_frame = None, False
 
-    source = load_image(args.source_image, size=img_shape)
-    reader = VideoReader(args.driving_video, strict=True)
+    compose = None
+    if args.crop:
+        source, reader, compose = crop_inputs(args, img_shape, device)
+    else:
+        source = load_image(args.source_image, size=img_shape)
+        reader = VideoReader(args.driving_video, strict=True)
     try:
         animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
                                        need_avd=mode == 'avd')
@@ -444,12 +459,39 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     stats = run_animation(animator, source, reader, args.result_video, mode=mode, adapt_scale=adapt,
                           initial=initial, batch_size=batch_size, img_shape=img_shape,
                           audio_from=args.driving_video if args.audio else None, quiet=args.quiet,
-                          on_batch=on_batch)
+                          on_batch=on_batch, compose=compose)
     rate = stats['frames'] / stats['seconds'] if stats['seconds'] > 0 else float('inf')
     print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
           f"{img_shape[1]}x{img_shape[0]}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
           f"on {device} {args.precision} (animation {stats['seconds']:.2f} s, {rate:.1f} frames/s)")
     return stats
+
+
+def crop_inputs(args: argparse.Namespace, img_shape, device):
+    """--crop: (source crop at img_shape, driving video cropped to its face, paste-back function)."""
+    from faces import load_backend
+    from faces.compose import DEMO_INCREASE, CroppedVideo, crop_photo, track_driving
+    increase = DEMO_INCREASE if args.crop_increase is None else args.crop_increase
+    if increase < 0:
+        raise DemoError(f'--crop_increase {increase}: must be >= 0')
+    result_size = parse_shape(args.result_size, '--result_size') if args.result_size else None
+    backend = load_backend(args.face_backend, str(device))
+    photo = load_image(args.source_image)
+    crop = crop_photo(photo, backend, increase, f'the source image {args.source_image!r}')
+    reader = VideoReader(args.driving_video, strict=True)
+    try:
+        with progress_bar(reader.num_frames or reader.estimated_num_frames, 'driving face', args.quiet) as bar:
+            track = track_driving(reader, backend, reader.fps, increase, name=f'the driving video {args.driving_video!r}',
+                                  on_frame=lambda: bar.update(1))
+    except BaseException:
+        reader.close()
+        raise
+    if track.describe_lost():
+        note(track.describe_lost())
+    x0, y0, x1, y1 = (int(v) for v in crop.box)
+    note(f'--crop: face square ({x0},{y0})-({x1},{y1}) of the {photo.shape[1]}x{photo.shape[0]} photo, pasted back '
+         f'into it; driving face followed over {len(track.boxes)} frames ({backend.name})')
+    return crop.source(img_shape), CroppedVideo(reader, track.boxes), crop.composer(result_size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 return make_example(args)
             animate_files(args)
             return 0
-        except (MediaError, ConfigError, CheckpointError, DemoError) as err:
+        except (MediaError, ConfigError, CheckpointError, DemoError, FaceModelError, NoFaceError) as err:
             print(f'error: {one_line(err)}', file=sys.stderr)
             return 2
         except KeyboardInterrupt:

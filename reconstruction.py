@@ -6,7 +6,8 @@ also use its background motion, as TPSMM's evaluation does. Written to <log_dir>
   png/<video>.png      all predicted frames side by side (the references' strips)
   <video><format>      visualisation video (source, driving, prediction, motion, occlusion)
   metrics.json         L1 per video and overall (mean over all frames, as the references
-                       print), and AKD when face-alignment can run
+                       print); for faces AKD, AED and the missing-face share per video and
+                       overall, with the face backend named (faces/metrics.py, docs/faces.md)
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animate import Animator, required_networks, to_uint8
+from animate import Animator, required_networks, to_uint8, video_stem
 from fileio import atomic_path
 from logger import Visualizer
 from modules.checkpoint import load_models
@@ -28,35 +29,33 @@ from video_io import VideoWriter
 log = logging.getLogger('reconstruction')
 
 
-class KeypointDistance:
-    """AKD: mean pixel distance between face landmarks of the driving and the reconstructed frames,
-    with face-alignment's 2-D detector (the landmark model of the published protocol)."""
-
-    def __init__(self, device: str):
-        import face_alignment   # noqa: PLC0415 - optional at run time
-        self.fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, flip_input=False, device=device)
-
-    def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
-        found = self.fa.get_landmarks_from_image(to_uint8(frame))
-        return found[0] if found else None
-
-    def __call__(self, real: np.ndarray, fake: np.ndarray) -> float | None:
-        a, b = self.landmarks(real), self.landmarks(fake)
-        if a is None or b is None:
-            return None
-        return float(np.linalg.norm(a - b, axis=1).mean())
-
-
-def make_akd(device: torch.device) -> KeypointDistance | None:
+def make_face_metrics(config: dict, device: torch.device, backend: str = 'auto'):
+    """(FaceMetrics or None, note) per reconstruction_params.face_metrics: auto (default: on when
+    the first test frame shows a face), true, or false. The backend loads once per process:
+    offline, face-alignment is tried once and dlib used instead, said in one line."""
+    from faces import FaceModelError, load_backend
+    from faces.metrics import FaceMetrics
+    setting = (config.get('reconstruction_params') or {}).get('face_metrics', 'auto')
+    if setting is False:
+        return None, 'off (reconstruction_params.face_metrics: false)'
     try:
-        return KeypointDistance('cuda' if device.type == 'cuda' else 'cpu')
-    except Exception as e:  # model download impossible offline, package missing, ...
-        log.warning('AKD skipped: face-alignment could not be set up (%s: %s)', type(e).__name__, str(e)[:200])
-        return None
+        return FaceMetrics(load_backend(backend, str(device), say=log.info)), None
+    except FaceModelError as e:
+        log.warning('face metrics (AKD, AED) skipped: %s', e)
+        return None, f'skipped: {e}'
+
+
+def face_fields(faces, note: str | None) -> dict:
+    """metrics.json's face entries: overall AKD, AED, missing-face share, per video, the backend."""
+    if faces is None:
+        return {'akd': None, 'aed': None, 'face_metrics_note': note}
+    summary = faces.summary()
+    per_video = summary.pop('per_video')
+    return {**summary, 'face_per_video': per_video, 'face_metrics_note': None}
 
 
 def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, checkpoint: str | None,
-                   batch_size: int = 16, akd: bool = True, visualize: bool = True) -> dict:
+                   batch_size: int = 16, akd: bool = True, visualize: bool = True, face_backend: str = 'auto') -> dict:
     if not checkpoint:
         raise ValueError('--mode reconstruction needs --checkpoint')
     ckpt = load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
@@ -71,8 +70,8 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
     os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     animator = Animator(config, models, device)
     visualizer = Visualizer(**(config.get('visualizer_params') or {}))
-    distance = make_akd(animator.device) if akd else None
-    per_video, frame_l1, frame_akd, baseline_l1 = {}, [], [], []
+    faces, faces_note = make_face_metrics(config, animator.device, face_backend) if akd else (None, 'off')
+    per_video, frame_l1, baseline_l1 = {}, [], []
     count = len(dataset) if num_videos is None else min(num_videos, len(dataset))
     for index in tqdm(range(count), desc='reconstruction'):
         item = dataset[index]
@@ -96,29 +95,34 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                            for k, v in out.items()}
                     frames_vis.append(visualizer.visualize(driving[i:i + 1], source[i:i + 1], one))
         predictions = np.concatenate(predictions)
-        if distance is not None:
+        if faces is not None:
             real = video.permute(0, 2, 3, 1).cpu().numpy()
-            frame_akd += [d for d in (distance(r, f) for r, f in zip(real, predictions)) if d is not None]
-        name = item['name']
+            if not per_video and params.get('face_metrics', 'auto') == 'auto' and not faces.shows_face(real[0]):
+                faces, faces_note = None, 'skipped: no face in the first frame of the first test video'
+                log.info('face metrics (AKD, AED) %s (reconstruction_params.face_metrics: true forces them)',
+                         faces_note)
+            else:
+                faces.score_video(item['name'], real, predictions)
+        name = video_stem(item['name'])
         with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
             iio.imwrite(tmp, to_uint8(np.concatenate(list(predictions), axis=1)))
         if visualize:
             with VideoWriter(os.path.join(out_dir, name + fmt), fps=25) as writer:
                 for frame in frames_vis:
                     writer.write(frame)
-        per_video[name] = float(np.mean(l1))
+        per_video[item['name']] = float(np.mean(l1))
         frame_l1 += l1
     metrics = {'l1': float(np.mean(frame_l1)) if frame_l1 else None,
                'l1_copy_source_baseline': float(np.mean(baseline_l1)) if baseline_l1 else None,
                'l1_per_video': per_video,
                'num_videos': len(per_video), 'num_frames': len(frame_l1),
                'background_motion': background,
-               'akd': float(np.mean(frame_akd)) if frame_akd else None,
-               'akd_note': None if distance is not None else 'skipped: face-alignment unavailable'}
+               **face_fields(faces, faces_note)}
     with atomic_path(os.path.join(out_dir, 'metrics.json')) as tmp:
         with open(tmp, 'w') as f:
             json.dump(metrics, f, indent=2)
     print(f"Reconstruction L1: {metrics['l1']:.5f} (copy-the-source baseline "
           f"{metrics['l1_copy_source_baseline']:.5f}) over {len(per_video)} videos ({len(frame_l1)} frames)"
-          + (f"; AKD {metrics['akd']:.3f} px" if metrics['akd'] is not None else ''))
+          + (f"; AKD {metrics['akd']:.3f} px, AED {metrics['aed']:.4f} ({metrics['face_backend']})"
+             if metrics['akd'] is not None and metrics['aed'] is not None else '') + f'; written to {out_dir}')
     return metrics

@@ -33,6 +33,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--epochs', type=int, default=None, help='override train_params.num_epochs (for quick runs)')
     p.add_argument('--max_minutes', type=float, default=None,
                    help='stop after the first epoch that ends past this many minutes (fixed-budget runs)')
+    p.add_argument('--find_best_frame', action='store_true',
+                   help='animate mode, relative motion: the reference frame of each pair is the driving frame whose '
+                        'face landmarks best match the source (see --face_backend)')
+    p.add_argument('--face_backend', choices=('auto', 'face-alignment', 'dlib'), default='auto',
+                   help='faces for --find_best_frame and the reconstruction face metrics (auto: face-alignment when '
+                        'its model loads, else dlib)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--verbose', action='store_true')
     return p.parse_args(argv)
@@ -140,6 +146,7 @@ def execute(args, dist) -> int:
     from modules import build_models, load_config
     from modules.checkpoint import CheckpointError
     from modules.config import ConfigError
+    from faces.backend import FaceModelError
 
     logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
                         format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
@@ -169,11 +176,13 @@ def execute(args, dist) -> int:
         elif args.mode == 'reconstruction':
             import reconstruction
             dataset = build_dataset(config['dataset_params'], is_train=False)
-            reconstruction.reconstruction(config, models, dataset, log_dir, device, args.checkpoint)
+            reconstruction.reconstruction(config, models, dataset, log_dir, device, args.checkpoint,
+                                          face_backend=args.face_backend)
         else:
             import animate
-            animate.animate_dataset(config, models, log_dir, device, args.checkpoint)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+            animate.animate_dataset(config, models, log_dir, device, args.checkpoint,
+                                    find_best_frame=args.find_best_frame, face_backend=args.face_backend)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, FaceModelError) as e:
         if dist.is_main:     # every rank meets the same bad input; one message is enough
             print(f'error: {e}', file=sys.stderr)
         return 2

@@ -114,3 +114,31 @@ def test_api_resizes_any_size_as_the_cli(tps_animator):
 def test_api_says_what_it_was_given(tps_animator, source, message):
     with pytest.raises(ValueError, match=message):
         _animate(tps_animator, source, np.zeros((3, 64, 64, 3), np.float32))
+
+
+def test_mode_outputs_are_named_without_the_videos_extension(tmp_path, fomm_models, capsys):
+    """Reconstruction wrote 'x.mp4.mp4' for a video 'x.mp4'; animate mode wrote silently."""
+    import run
+    import synthetic_data
+    data = tmp_path / 'data'
+    synthetic_data.generate_dataset(str(data), size=64, num_ids=2, videos_per_id=1, frames=3, test_ids=1, seed=0,
+                                    progress=False, fmt='mp4')
+    config = yaml.safe_load(yaml.safe_dump(dict(TINY_FOMM)))
+    config['dataset_params'] = {'root_dir': str(data), 'frame_shape': [64, 64, 3]}
+    config['reconstruction_params'] = {'num_videos': 1, 'format': '.mp4', 'face_metrics': False}
+    config['animate_params'] = {'num_pairs': 1, 'format': '.gif', 'normalization_params': {}}
+    (tmp_path / 'c.yaml').write_text(yaml.safe_dump(config))
+    torch.save({k: m.state_dict() for k, m in fomm_models.items()}, tmp_path / 'k.pth.tar')
+    (video,) = os.listdir(data / 'test')
+    assert video.endswith('.mp4')
+    stem = video[:-len('.mp4')]
+    for mode in ('reconstruction', 'animate'):
+        assert run.main(['--config', str(tmp_path / 'c.yaml'), '--mode', mode, '--checkpoint',
+                         str(tmp_path / 'k.pth.tar'), '--log_dir', str(tmp_path / mode)]) == 0
+    (rec,) = os.listdir(tmp_path / 'reconstruction')
+    assert sorted(os.listdir(tmp_path / 'reconstruction' / rec / 'reconstruction')) == \
+        sorted(['metrics.json', 'png', f'{stem}.mp4'])
+    (anim,) = os.listdir(tmp_path / 'animate')
+    out_dir = tmp_path / 'animate' / anim / 'animation'
+    assert os.listdir(out_dir) == [f'{stem}-{stem}.gif']
+    assert f'to {out_dir}' in capsys.readouterr().out

@@ -435,7 +435,7 @@ def test_find_best_frame_cli(capsys, tmp_path, monkeypatch):
     frames[:, ::8] = 128                                         # some texture for the encoder
     driving = write_video(tmp_path / 'faces.mp4', frames)
     source = write_image(tmp_path / 'face.png', np.full((SIZE, SIZE, 3), round(0.7 * 255), np.uint8))
-    monkeypatch.setattr(demo, 'load_landmark_detector', lambda device: fake_landmarks)
+    monkeypatch.setattr(demo, 'load_landmark_detector', lambda device, backend='auto': fake_landmarks)
     result = str(tmp_path / 'found') + '/'
     code, _, err = run(capsys, *base_args('fomm', source, driving, result, '--relative', '--find_best_frame'))
     assert code == 0, err
@@ -456,8 +456,12 @@ def test_find_best_frame_without_the_model_says_so(capsys, media, tmp_path, monk
         raise urllib.error.URLError('[Errno -2] Name or service not known')
 
     monkeypatch.setattr(face_alignment, 'FaceAlignment', offline)
+    from faces.backend import forget_loaded
+    forget_loaded()
     source, driving = media
-    code, _, err = run(capsys, *base_args('fomm', source, driving, tmp_path / 'x.mp4', '--relative', '--find_best_frame'))
+    code, _, err = run(capsys, *base_args('fomm', source, driving, tmp_path / 'x.mp4', '--relative', '--find_best_frame',
+                                          '--face_backend', 'face-alignment'))
+    forget_loaded()
     assert code == 2 and err.count('\n') == 1
     assert 'face-alignment' in err and '--best_frame N' in err and 'internet' in err
     assert not (tmp_path / 'x.mp4').exists()
