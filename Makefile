@@ -1,14 +1,17 @@
-# Two entry points: `make demo` and `make test`. Both create .venv from requirements.txt first.
+# Two entry points: `make demo` and `make test`. Both create .venv from requirements.txt first
+# and install the project into it (pip install -e .).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: demo test parity venv clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# the project itself, editable: importable from any folder, commands (kpanim-*) on the venv's PATH
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
