@@ -239,6 +239,15 @@ def check_animation_size(config: dict, config_path: str, family: str, size: tupl
                     f'multiples of {m}, for example {near[0]},{near[1]}')
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), None when torch cannot tell."""
+    import torch
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:       # private helpers of torch.cpu, present since torch 2.1
+        return None
+
+
 def check_output_path(path: str) -> None:
     """Fail early (before loading anything) on an output format VideoWriter cannot write."""
     if path.endswith(('/', os.sep)) or os.path.isdir(path):
@@ -421,6 +430,9 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     if missing:
         raise DemoError(f'missing {", ".join(missing)} (or use --example)')
     device = resolve_device(args)
+    if args.precision == 'bf16' and device.type == 'cpu' and cpu_has_native_bf16() is False:
+        note('this CPU has no native bf16 arithmetic (neither AVX512-BF16 nor AMX): --precision bf16 is emulated '
+             'and usually several times slower than fp32 here')
     if args.precision == 'fp16' and device.type != 'cuda':
         raise DemoError(f'--precision fp16 needs a CUDA GPU (the device is {device}); use --precision bf16 on the CPU')
     batch_size = args.batch_size if args.batch_size is not None else (32 if device.type == 'cuda' else 1)

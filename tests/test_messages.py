@@ -101,3 +101,18 @@ def test_training_without_vgg_weights_is_one_line(tmp_path, capsys, monkeypatch)
     assert str(tmp_path / 'hub' / 'checkpoints') in lines[0] and 'vgg19_weights: random' in lines[0]
     assert 'Downloading' not in out.out + out.err
     assert not (tmp_path / 'log').exists()
+
+
+def test_bf16_on_a_cpu_without_it_says_so(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    import numpy as np
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 60 + 40 * i, np.uint8)).save(frames / f'{i:03d}.png')
+    args = ['--config', str(BUNDLED_CONFIG), '--checkpoint', str(BUNDLED), '--source_image', str(frames / '000.png'),
+            '--driving_video', str(frames), '--result_video', str(tmp_path / 'r.gif'), '--cpu', '--quiet']
+    for native, expected in ((False, True), (True, False)):
+        monkeypatch.setattr(demo, 'cpu_has_native_bf16', lambda native=native: native)
+        assert demo.main(args + ['--precision', 'bf16']) == 0
+        assert ('no native bf16' in capsys.readouterr().err) is expected
