@@ -344,6 +344,28 @@ def vgg_int8():
     return load_vgg_int8(_load(PARITY_DIR / f'{PARITY_FIXTURES[0]}.fixture.pt'))
 
 
+def run_train_step(case: Case, vgg, perturbation_seed: int | None = None) -> TrainStep:
+    """The fixture's training step; with `perturbation_seed`, on inputs moved by Gaussian noise of
+    std PERTURBATION (see `grad_sensitivity`)."""
+    tr = case.fx['expected_train']
+    nets = case.networks(train=True)
+    full = GeneratorFullModel(nets, case.config['train_params'], vgg=vgg)
+    x = {'source': case.source.clone(), 'driving': case.driving.clone()}
+    if perturbation_seed is not None:
+        g = torch.Generator().manual_seed(perturbation_seed)
+        x = {k: v + PERTURBATION * torch.randn(v.shape, generator=g) for k, v in x.items()}
+    losses, generated = full(x, epoch=tr.get('epoch', 0), transform=case.fx['equivariance_transform'])
+    sum(v.mean() for v in losses.values()).backward()
+    grads = {f'{k}.{n}': (p.grad.clone() if p.grad is not None else None)
+             for k, net in nets.items() for n, p in net.named_parameters()}
+    shapes = {f'{k}.{n}': p.shape for k, net in nets.items() for n, p in net.named_parameters()}
+    disc = None
+    if tr.get('discriminator_losses') and perturbation_seed is None:
+        disc = DiscriminatorFullModel(nets, case.config['train_params'])(x, generated)
+        disc = {k: v.detach() for k, v in disc.items()}
+    return TrainStep({k: v.detach() for k, v in losses.items()}, generated, grads, shapes, disc)
+
+
 @pytest.fixture(scope='module')
 def train_step(case, vgg_int8) -> TrainStep:
     """The fixture's training step, reproduced once per fixture.
@@ -351,21 +373,51 @@ def train_step(case, vgg_int8) -> TrainStep:
     Two intra-op threads, as when the reference numbers were checked: the gradient statistics of
     parameters whose true gradient is 0 (noise level) depend on the reduction order.
     """
-    tr = case.fx['expected_train']
     with num_threads(2):
-        nets = case.networks(train=True)
-        full = GeneratorFullModel(nets, case.config['train_params'], vgg=vgg_int8)
-        x = {'source': case.source.clone(), 'driving': case.driving.clone()}
-        losses, generated = full(x, epoch=tr.get('epoch', 0), transform=case.fx['equivariance_transform'])
-        sum(v.mean() for v in losses.values()).backward()
-        grads = {f'{k}.{n}': (p.grad.clone() if p.grad is not None else None)
-                 for k, net in nets.items() for n, p in net.named_parameters()}
-        shapes = {f'{k}.{n}': p.shape for k, net in nets.items() for n, p in net.named_parameters()}
-        disc = None
-        if tr.get('discriminator_losses'):
-            disc = DiscriminatorFullModel(nets, case.config['train_params'])(x, generated)
-            disc = {k: v.detach() for k, v in disc.items()}
-    return TrainStep({k: v.detach() for k, v in losses.items()}, generated, grads, shapes, disc)
+        return run_train_step(case, vgg_int8)
+
+
+# Inputs moved by this much (std; values in [0, 1]) change activations about as much as another
+# CPU's float32 kernels do: measured here, forward activations differ by ~1e-5 (relative) between
+# the AVX2 and the scalar kernels.
+PERTURBATION = 1e-6
+SENSITIVITY_DRAWS = 4
+SENSITIVITY_FACTOR = 3
+
+
+@pytest.fixture(scope='module')
+def grad_sensitivity(case, vgg_int8, train_step) -> dict[str, float]:
+    """How far each gradient statistic moves, in grad_stat_error's units, when the inputs move by
+    float32-rounding-sized amounts (the largest of SENSITIVITY_DRAWS draws).
+
+    At the fixtures' point the losses are not smooth: ReLUs, max-pooling and the L1 distances of
+    the perceptual loss have kinks, and moving the inputs by 1e-6 moves some gradients by up to 4%
+    even in float64 (measured on tps-public: inpainting_network.up_blocks.0.norm.bias). Another
+    CPU's float32 kernels (AVX2 against AVX-512 against scalar) or thread count move them the same
+    way, so a statistic cannot be expected to match the fixture's machine closer than its own
+    sensitivity. The comparison allows max(RTOL_GRAD, SENSITIVITY_FACTOR x sensitivity).
+    """
+    expected = _expected_grads(case)
+    floors = grad_noise_floors(expected)
+    base = {name: (train_step.grads[name] if train_step.grads[name] is not None else torch.zeros(train_step.shapes[name]))
+            for name in expected}
+    own = {name: torch.stack([g.double().norm(), g.double().sum()]) for name, g in base.items()}
+    sensitivity = dict.fromkeys(expected, 0.0)
+    with num_threads(2):
+        for seed in range(SENSITIVITY_DRAWS):
+            moved = run_train_step(case, vgg_int8, perturbation_seed=seed)
+            for name, stats in expected.items():
+                floor = floors.get(name.split('.')[0], 0.0)
+                if torch.isnan(stats).any() or own[name][0] < floor:
+                    continue          # no gradient, or rounding noise around zero: judged apart
+                err = grad_stat_error(moved.grads[name], own[name].float(), moved.shapes[name], floor)
+                sensitivity[name] = max(sensitivity[name], err)
+    return sensitivity
+
+
+def _expected_grads(case: Case) -> dict:
+    tr = case.fx['expected_train']
+    return tr.get('generator_grad_norm_and_sum', tr.get('grad_norm_and_sum'))
 
 
 @fixtures(PARITY_FIXTURES)
@@ -388,9 +440,8 @@ def test_train_prediction(case, train_step):
 
 
 @fixtures(PARITY_FIXTURES)
-def test_train_gradients(case, train_step):
-    tr = case.fx['expected_train']
-    expected = tr.get('generator_grad_norm_and_sum', tr.get('grad_norm_and_sum'))
+def test_train_gradients(case, train_step, grad_sensitivity):
+    expected = _expected_grads(case)
     assert expected, 'fixture without gradient statistics'
     unknown = sorted(set(expected) - set(train_step.grads))
     assert not unknown, f'parameters the reference has and these networks lack: {unknown[:5]}'
@@ -398,13 +449,23 @@ def test_train_gradients(case, train_step):
     errors = {name: grad_stat_error(train_step.grads[name], stats, train_step.shapes[name],
                                     floors.get(name.split('.')[0], 0.0))
               for name, stats in expected.items()}
-    worst = max(errors, key=errors.get)
-    assert errors[worst] <= RTOL_GRAD and not math.isnan(errors[worst]), \
-        f'{worst}: rel err {errors[worst]:.2e} (over {len(errors)} parameters)'
+    allowed = {name: max(RTOL_GRAD, SENSITIVITY_FACTOR * grad_sensitivity[name]) for name in expected}
+    worst = max(errors, key=lambda name: errors[name] / allowed[name])
+    assert errors[worst] <= allowed[worst] and not math.isnan(errors[worst]), \
+        (f'{worst}: rel err {errors[worst]:.2e}, allowed {allowed[worst]:.2e} (its sensitivity to float32-sized '
+         f'input changes: {grad_sensitivity[worst]:.2e}; over {len(errors)} parameters)')
     # a trained network's parameter the reference does not know would be a layout change
     trained = {name.split('.')[0] for name in expected}
     extra = sorted(n for n in train_step.grads if n.split('.')[0] in trained and n not in expected)
     assert not extra, f'parameters unknown to the reference: {extra[:5]}'
+
+
+@fixtures(PARITY_FIXTURES)
+def test_gradient_tolerance_still_catches_wrong_gradients(case, grad_sensitivity):
+    """The sensitivity-scaled tolerance stays tight enough to fail a gradient 5% off for nine
+    parameters in ten (the rest sit at the losses' kinks, where no CPU can promise more)."""
+    tolerances = [max(RTOL_GRAD, SENSITIVITY_FACTOR * s) for s in grad_sensitivity.values()]
+    assert sum(t < 0.05 for t in tolerances) >= 0.9 * len(tolerances)
 
 
 @fixtures(FOMM_FIXTURES)
