@@ -180,6 +180,35 @@ def export_graph(spec: GraphSpec, path: str) -> None:
                                     dynamic_shapes=dynamic, opset_version=OPSET, dynamo=True,
                                     optimize=False, verbose=False)   # onnxscript's optimizer drops the TPS kernel's `+ 1e-9` (log(0) = -inf)
         program.save(tmp, external_data=False)
+        name_nodes_by_module(tmp)
+
+
+def name_nodes_by_module(path: str) -> None:
+    """Rename the graph's nodes after the modules that made them ('generator.final/conv2d'
+    instead of 'node_conv2d_41'), from the exporter's name-scope metadata, so that a layer can
+    be named (e.g. to keep it out of int8 quantization, modules/quantize.py)."""
+    import onnx
+    model = onnx.load(path)
+    used = set()
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == 'pkg.torch.onnx.name_scopes'), None)
+        if not scopes:
+            continue
+        parts = [part for part in eval_list(scopes) if part]
+        name = '/'.join(parts[-2:]) if len(parts) > 1 else node.name
+        candidate, i = name, 1
+        while candidate in used:
+            candidate, i = f'{name}_{i}', i + 1
+        used.add(candidate)
+        node.name = candidate
+    onnx.save(model, path)
+
+
+def eval_list(text: str) -> list[str]:
+    """The exporter writes name scopes as a Python list literal."""
+    import ast
+    value = ast.literal_eval(text)
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def export_models(models: dict, frame_size: tuple[int, int], out_dir: str,
