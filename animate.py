@@ -161,7 +161,7 @@ class Animator:
         self.int8 = None
         if precision == 'int8':
             from modules.quantize import CALIBRATION_FRAMES, Int8Generator
-            self.int8 = Int8Generator(config, self.models, self.frame_size, self.family)
+            self.int8 = Int8Generator(config, self.models, self.family)
             self.calibration_frames = calibration_frames or CALIBRATION_FRAMES
             self.int8_fixed = False          # True once `calibrate` set one calibration for all videos
         if compile:

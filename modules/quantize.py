@@ -175,13 +175,12 @@ def generator_feeds(family: str, source: torch.Tensor, features, kp_source: dict
 class Int8Generator:
     """The quantized generator graph of one model: build (export + calibrate, cached), then run."""
 
-    def __init__(self, config: dict, models: dict, frame_size: tuple[int, int], family: str,
-                 keep_fp32: Iterable[str] = KEEP_FP32):
-        self.config, self.models, self.frame_size, self.family = config, models, frame_size, family
+    def __init__(self, config: dict, models: dict, family: str, keep_fp32: Iterable[str] = KEEP_FP32):
+        self.config, self.models, self.family = config, models, family
         self.keep_fp32 = tuple(keep_fp32)
         self.session = None
         self.path = None
-        self.timings: dict[str, float] = {}     # seconds spent exporting / calibrating / loading
+        self.timings: dict = {}     # seconds spent exporting / calibrating / loading, and the cache folder
 
     def _settings(self) -> dict:
         return {'reduce_range': not cpu_has_vnni(), 'keep_fp32': list(self.keep_fp32), 'format': FORMAT_VERSION}
@@ -190,10 +189,12 @@ class Int8Generator:
         """Export (once per model) and quantize (once per calibration set), then load the session.
         Returns the int8 model's path."""
         networks = {k: self.models[k] for k in GRAPH_NETWORKS[self.family]}
-        folder = os.path.join(cache_dir(), model_fingerprint(self.config, networks, self.frame_size))
+        frame_size = tuple(calibration_feeds[0]['source'].shape[2:])    # the graph's fixed (H, W)
+        folder = os.path.join(cache_dir(), model_fingerprint(self.config, networks, frame_size))
+        self.timings['folder'] = folder
         fp32_path = os.path.join(folder, 'generator.onnx')
         start = time.perf_counter()
-        export_generator(self.models, self.frame_size, fp32_path)
+        export_generator(self.models, frame_size, fp32_path)
         self.timings['export_s'] = time.perf_counter() - start
         settings = self._settings()
         self.path = os.path.join(folder, f'generator-int8-{feeds_hash(calibration_feeds, settings)}.onnx')
