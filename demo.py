@@ -59,20 +59,25 @@ Faces (docs/faces.md)
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
   --cpu                   force the CPU (same as --device cpu).
-  --precision P           fp32 (default) | int8 | bf16 | fp16. What each costs and gains was
-                          measured on a 2-core AMD EPYC (AVX2, no AVX-512/VNNI), vox-256, 40 frames,
-                          whole process (docs/cpu-inference.md has the figures and other hosts):
+  --precision P           fp32 (default) | int8 | bf16 | fp16. Measured on a 2-core AMD EPYC
+                          (AVX2, no AVX-512/VNNI), vox-256, preliminary (machine shared);
+                          docs/cpu-inference.md has the figures:
                           int8 (CPU only): the per-frame dense motion + generator run as an ONNX
                             Runtime graph with int8 convolutions, calibrated on the source and the
                             first --calibration_frames driving frames; keypoints, grid_sample and
-                            the TPS solve stay fp32. INT8_FIGURES
-                            The first run of a model and video also exports and calibrates
-                            (INT8_SETUP); both are cached (~/.cache/keypoint-animation, or
+                            the TPS solve stay fp32. Per frame FOMM 2.4x and TPSMM 2.0x faster
+                            than fp32; end to end less (the fp32 parts, decoding and start-up
+                            remain; benchmarks/bench_demo.py --suite). Quality: held-out synthetic
+                            L1 +0.01%, 55 dB PSNR against fp32. The first run of a model and
+                            video also exports and calibrates (FOMM 47 s + 39 s, TPSMM 54 s +
+                            99 s here); both are cached (~/.cache/keypoint-animation, or
                             $KEYPOINT_ANIMATION_CACHE), so a second run does not pay them.
                           bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
                           fp16: autocast, CUDA only.
   --calibration_frames N  int8: driving frames calibration sees (default 8).
-  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). COMPILE_FIGURES
+  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). Compiling takes
+                          minutes on 2 cores (cached by Inductor for later runs); its end-to-end
+                          gain on this CPU is not measured yet (benchmarks/bench_demo.py --suite).
   --batch_size N          driving frames per network call (default 1 on the CPU, 32 on a GPU:
                           on 2 CPU cores batch 1 was fastest and smallest for vox-256).
   --img_shape H,W         animation size (default: the config's dataset_params.frame_shape, else
