@@ -325,8 +325,11 @@ class Animator:
 
     def calibrate(self, source: np.ndarray, frames: np.ndarray, mode: str = 'relative', adapt_scale: bool = False,
                   relative_jacobian: bool = True) -> None:
-        """int8: calibrate once on a calibration set (float (H, W, 3) source, (N, H, W, 3) driving
-        frames) and keep that quantization for every later video, instead of calibrating per video."""
+        """int8: calibrate once on a calibration set ((H, W, 3) source, (N, H, W, 3) driving
+        frames) and keep that quantization for every later video, instead of calibrating per video.
+        Inputs are taken as `animate` takes them (any size, uint8 or float in [0, 1])."""
+        source = animation_frames(source, self.frame_size, 'source')[0]
+        frames = animation_frames(frames, self.frame_size, 'calibration frames')
         state = self.prepare(source, frames[0], mode, adapt_scale, relative_jacobian)
         self.calibrate_state(state, to_tensor(frames, self.device))
         self.int8_fixed = True
