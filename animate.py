@@ -29,6 +29,8 @@ import torch
 from motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (modules/quantize.py).
+ALL_PRECISIONS = tuple(PRECISIONS) + ('int8',)
 MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
 
 
@@ -111,6 +113,19 @@ def size_multiple(config: dict) -> int:
     return m
 
 
+def compile_per_frame_networks(models: dict, device: torch.device) -> None:
+    """torch.compile, in place, the networks that run on every driving frame (the keypoint
+    detector, FOMM's generator, TPSMM's dense motion and inpainting networks); `encode` and the
+    other once-per-source calls stay eager. Inductor caches its kernels on disk, so a second
+    process compiles faster. On the CPU, weights are frozen into the graph (oneDNN prepacking)."""
+    if device.type == 'cpu':
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True
+    for name in ('kp_detector', 'generator', 'dense_motion_network', 'inpainting_network'):
+        if name in models:
+            models[name].compile()
+
+
 def required_networks(models: dict, avd: bool = False) -> tuple[str, ...]:
     """The networks a checkpoint must hold to animate (TPSMM's AVD network only for its avd mode)."""
     if 'generator' in models:
@@ -121,25 +136,40 @@ def required_networks(models: dict, avd: bool = False) -> tuple[str, ...]:
 class Animator:
     """Networks of one family in eval mode, ready to animate; see the module docstring."""
 
-    def __init__(self, config: dict, models: dict, device: str | torch.device = 'cpu', precision: str = 'fp32'):
+    def __init__(self, config: dict, models: dict, device: str | torch.device = 'cpu', precision: str = 'fp32',
+                 compile: bool = False, calibration_frames: int | None = None):
+        """`precision` 'int8' (CPU only) quantizes the per-frame generator, calibrated on the source
+        and the first `calibration_frames` driving frames of each video (default
+        modules.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see modules/quantize.py.
+        `compile`: torch.compile the per-frame networks (fp32/bf16/fp16)."""
         from modules.model import family_of
         self.config = config
         self.family = family_of(models)
         self.device = torch.device(device)
-        if precision not in PRECISIONS:
-            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        if precision not in ALL_PRECISIONS:
+            raise ValueError(f'precision must be one of {list(ALL_PRECISIONS)}, got {precision!r}')
         if precision == 'fp16' and self.device.type != 'cuda':
             raise ValueError('fp16 needs a CUDA device; use bf16 on the CPU')
+        if precision == 'int8' and (self.device.type != 'cpu' or compile):
+            raise ValueError('int8 runs on the CPU (ONNX Runtime), without --compile')
         self.precision = precision
         self.models = {k: m.to(self.device).eval() for k, m in models.items() if k != 'discriminator'}
-        if self.device.type == 'cpu' and precision in ('fp32', 'bf16'):
+        if self.device.type == 'cpu' and precision in ('fp32', 'bf16', 'int8'):
             for model in self.models.values():
-                store_convolutions_channels_last(model, PRECISIONS[precision])
+                store_convolutions_channels_last(model, PRECISIONS.get(precision, torch.float32))
         self.frame_size = frame_shape_of(config)
+        self.int8 = None
+        if precision == 'int8':
+            from modules.quantize import CALIBRATION_FRAMES, Int8Generator
+            self.int8 = Int8Generator(config, self.models, self.family)
+            self.calibration_frames = calibration_frames or CALIBRATION_FRAMES
+            self.int8_fixed = False          # True once `calibrate` set one calibration for all videos
+        if compile:
+            compile_per_frame_networks(self.models, self.device)
 
     @classmethod
     def from_files(cls, config_path: str, checkpoint_path: str, device='cpu', precision='fp32',
-                   need_avd: bool = False) -> 'Animator':
+                   need_avd: bool = False, **options) -> 'Animator':
         """Build from a config file and a checkpoint (ours or official). Raises ConfigError or
         CheckpointError with a one-line explanation naming the file."""
         from modules import build_models, load_config
@@ -148,10 +178,10 @@ class Animator:
         models = build_models(config)
         load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
                     required_networks(models, avd=need_avd))
-        return cls(config, models, device, precision)
+        return cls(config, models, device, precision, **options)
 
     def autocast(self):
-        if self.precision == 'fp32':
+        if self.precision in ('fp32', 'int8'):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
 
@@ -189,13 +219,9 @@ class Animator:
         return state
 
     @torch.no_grad()
-    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False):
-        """(B, 3, H, W) driving frames -> (B, 3, H, W) predictions, or with `full` the networks'
-        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation).
-
-        `background`: TPSMM models with a background predictor add the source-to-driving
-        background affine to the motion, as TPSMM's reconstruction evaluation does (its demo,
-        which animates another identity, does not)."""
+    def driving_keypoints(self, state: dict, driving: torch.Tensor) -> tuple[dict, dict, dict]:
+        """(kp_source expanded to the batch, kp_driving, kp_norm: the driving keypoints moved onto
+        the source as `state['mode']` says) for (B, 3, H, W) driving frames."""
         b = driving.shape[0]
         kp_driving = self.keypoints(driving)
         kp_source = expand_batch(state['kp_source'], b)
@@ -208,16 +234,32 @@ class Animator:
             kp_norm = self.models['avd_network'](kp_source, kp_driving)
         else:
             kp_norm = kp_driving
+        return kp_source, kp_driving, kp_norm
+
+    @torch.no_grad()
+    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False):
+        """(B, 3, H, W) driving frames -> (B, 3, H, W) predictions, or with `full` the networks'
+        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation).
+
+        `background`: TPSMM models with a background predictor add the source-to-driving
+        background affine to the motion, as TPSMM's reconstruction evaluation does (its demo,
+        which animates another identity, does not)."""
+        b = driving.shape[0]
+        if self.int8 is not None and not (self.int8_fixed or state.get('calibrated')):
+            self.calibrate_state(state, driving, background)
+        kp_source, kp_driving, kp_norm = self.driving_keypoints(state, driving)
         source = expand_batch(state['source'], b)
         features = expand_batch(state['features'], b)
         with self.autocast():
+            bg_param = None
+            if self.family == 'tps' and background and 'bg_predictor' in self.models:
+                bg_param = self.models['bg_predictor'](source, driving)
+            if self.int8 is not None and not full:     # int8 graphs give the prediction alone
+                return self.int8(self.generator_feeds(source, features, kp_source, kp_norm, bg_param))
             if self.family == 'fomm':
                 out = self.models['generator'](source, kp_driving=kp_norm, kp_source=kp_source,
                                                source_features=features)
             else:
-                bg_param = None
-                if background and 'bg_predictor' in self.models:
-                    bg_param = self.models['bg_predictor'](source, driving)
                 motion = self.models['dense_motion_network'](source_image=source, kp_driving=kp_norm,
                                                              kp_source=kp_source, bg_param=bg_param, dropout_flag=False)
                 out = self.models['inpainting_network'](source, motion, encoder_maps=features)
@@ -239,13 +281,58 @@ class Animator:
         size = tuple(size or self.frame_size)
         source = animation_frames(source, size, 'source')[0]
         state = None
-        for batch in driving_batches:
-            batch = animation_frames(batch, size, 'driving frames')
+        batches = (animation_frames(batch, size, 'driving frames') for batch in driving_batches)
+        for batch in batches:
             if state is None:
                 ref = batch[0] if initial is None else animation_frames(initial, size, 'initial frame')[0]
                 state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian)
-            pred = self.animate_batch(state, to_tensor(batch, self.device))
-            yield pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
+                if self.int8 is not None and not self.int8_fixed:
+                    # Calibrate on the first frames: read ahead, then animate what was read.
+                    ahead = [batch]
+                    while sum(len(b) for b in ahead) < self.calibration_frames:
+                        more = next(batches, None)
+                        if more is None:
+                            break
+                        ahead.append(more)
+                    frames = np.concatenate(ahead)[:self.calibration_frames]
+                    self.calibrate_state(state, to_tensor(frames, self.device))
+                    for early in ahead[:-1]:
+                        yield self._animate_frames(state, early)
+                    batch = ahead[-1]
+            yield self._animate_frames(state, batch)
+
+    def _animate_frames(self, state: dict, batch: np.ndarray) -> np.ndarray:
+        pred = self.animate_batch(state, to_tensor(batch, self.device))
+        return pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
+
+    def generator_feeds(self, source, features, kp_source: dict, kp_norm: dict, bg_param=None) -> dict:
+        from modules.quantize import generator_feeds
+        points = getattr(self.models.get('dense_motion_network'), 'points_per_tps', 5)
+        return generator_feeds(self.family, source, features, kp_source, kp_norm, bg_param, points)
+
+    @torch.no_grad()
+    def calibrate_state(self, state: dict, driving: torch.Tensor, background: bool = False) -> None:
+        """int8: quantize the generator with activation ranges seen on `state`'s source driven by
+        each of the (N, 3, H, W) `driving` frames (cached on disk by model and inputs)."""
+        feeds = []
+        for frame in driving.split(1):
+            kp_source, _, kp_norm = self.driving_keypoints(state, frame)
+            bg_param = (self.models['bg_predictor'](state['source'], frame)
+                        if self.family == 'tps' and background and 'bg_predictor' in self.models else None)
+            feeds.append(self.generator_feeds(state['source'], state['features'], kp_source, kp_norm, bg_param))
+        self.int8.build(feeds)
+        state['calibrated'] = True
+
+    def calibrate(self, source: np.ndarray, frames: np.ndarray, mode: str = 'relative', adapt_scale: bool = False,
+                  relative_jacobian: bool = True) -> None:
+        """int8: calibrate once on a calibration set ((H, W, 3) source, (N, H, W, 3) driving
+        frames) and keep that quantization for every later video, instead of calibrating per video.
+        Inputs are taken as `animate` takes them (any size, uint8 or float in [0, 1])."""
+        source = animation_frames(source, self.frame_size, 'source')[0]
+        frames = animation_frames(frames, self.frame_size, 'calibration frames')
+        state = self.prepare(source, frames[0], mode, adapt_scale, relative_jacobian)
+        self.calibrate_state(state, to_tensor(frames, self.device))
+        self.int8_fixed = True
 
 
 def animation_frames(frames, size: tuple[int, int], what: str = 'frames') -> np.ndarray:

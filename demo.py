@@ -59,7 +59,25 @@ Faces (docs/faces.md)
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
   --cpu                   force the CPU (same as --device cpu).
-  --precision P           fp32 (default) | bf16 | fp16 (autocast; fp16 needs a CUDA GPU).
+  --precision P           fp32 (default) | int8 | bf16 | fp16. Measured on a 2-core AMD EPYC
+                          (AVX2, no AVX-512/VNNI), vox-256, preliminary (machine shared);
+                          docs/cpu-inference.md has the figures:
+                          int8 (CPU only): the per-frame dense motion + generator run as an ONNX
+                            Runtime graph with int8 convolutions, calibrated on the source and the
+                            first --calibration_frames driving frames; keypoints, grid_sample and
+                            the TPS solve stay fp32. Per frame FOMM 2.4x and TPSMM 2.0x faster
+                            than fp32; end to end less (the fp32 parts, decoding and start-up
+                            remain; benchmarks/bench_demo.py --suite). Quality: held-out synthetic
+                            L1 +0.01%, 55 dB PSNR against fp32. The first run of a model and
+                            video also exports and calibrates (FOMM 47 s + 39 s, TPSMM 54 s +
+                            99 s here); both are cached (~/.cache/keypoint-animation, or
+                            $KEYPOINT_ANIMATION_CACHE), so a second run does not pay them.
+                          bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
+                          fp16: autocast, CUDA only.
+  --calibration_frames N  int8: driving frames calibration sees (default 8).
+  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). Compiling takes
+                          minutes on 2 cores (cached by Inductor for later runs); its end-to-end
+                          gain on this CPU is not measured yet (benchmarks/bench_demo.py --suite).
   --batch_size N          driving frames per network call (default 1 on the CPU, 32 on a GPU:
                           on 2 CPU cores batch 1 was fastest and smallest for vox-256).
   --img_shape H,W         animation size (default: the config's dataset_params.frame_shape, else
@@ -157,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     co = p.add_argument_group('compute')
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
-    co.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32')
+    co.add_argument('--precision', choices=('fp32', 'int8', 'bf16', 'fp16'), default='fp32',
+                    help='int8: CPU, quantized generator (ONNX Runtime); see the docstring for measured costs')
+    co.add_argument('--calibration_frames', type=int, default=None, metavar='N',
+                    help='int8: driving frames used to calibrate (default 8)')
+    co.add_argument('--compile', action='store_true', help='torch.compile the per-frame networks')
     co.add_argument('--batch_size', type=int, default=None, help='frames per network call (default 1 CPU / 32 GPU)')
     co.add_argument('--img_shape', default=None, metavar='H,W', help='animation size (default: from the config)')
     co.add_argument('--threads', type=int, default=None, metavar='N', help='CPU threads for torch')
@@ -435,6 +457,11 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
              'and usually several times slower than fp32 here')
     if args.precision == 'fp16' and device.type != 'cuda':
         raise DemoError(f'--precision fp16 needs a CUDA GPU (the device is {device}); use --precision bf16 on the CPU')
+    if args.precision == 'int8' and (device.type != 'cpu' or args.compile):
+        raise DemoError(f'--precision int8 runs on the CPU without --compile (the device is {device}); '
+                        'use --cpu, or fp16/bf16 on a GPU')
+    if args.calibration_frames is not None and args.calibration_frames < 1:
+        raise DemoError(f'--calibration_frames {args.calibration_frames}: must be at least 1')
     batch_size = args.batch_size if args.batch_size is not None else (32 if device.type == 'cuda' else 1)
     if batch_size < 1:
         raise DemoError(f'--batch_size {batch_size}: must be at least 1')
@@ -463,6 +490,7 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         reader = VideoReader(args.driving_video, strict=True)
     try:
         animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
+                                       compile=args.compile, calibration_frames=args.calibration_frames,
                                        need_avd=mode == 'avd')
         initial = reference_frame(args, reader, source, img_shape, device, batch_size)
     except BaseException:
@@ -473,6 +501,10 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
                           audio_from=args.driving_video if args.audio else None, quiet=args.quiet,
                           on_batch=on_batch, compose=compose)
     rate = stats['frames'] / stats['seconds'] if stats['seconds'] > 0 else float('inf')
+    if animator.int8 is not None:
+        t = animator.int8.timings
+        print(f"int8 set-up, inside the animation time: export {t.get('export_s', 0):.1f} s, calibration "
+              f"{t.get('calibrate_s', 0):.1f} s, session {t.get('load_s', 0):.1f} s (cached in {t.get('folder', '?')})")
     print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
           f"{img_shape[1]}x{img_shape[0]}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
           f"on {device} {args.precision} (animation {stats['seconds']:.2f} s, {rate:.1f} frames/s)")

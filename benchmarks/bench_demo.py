@@ -16,8 +16,26 @@ temporary mp4 (same resolution and frame rate); without `--source_image` the fir
 is the source; `--random_weights` saves a checkpoint of freshly initialised networks for the
 config (fine for timing, meaningless pictures).
 
-`--compare_precision` additionally animates the same input in fp32, bf16 and (on CUDA) fp16 to
-lossless PNG frames and prints each one's PSNR against fp32. Arguments after `--` go to demo.py.
+`--compare_precision` additionally animates the same input in fp32, bf16, int8 (CPU) and (on CUDA)
+fp16 to lossless PNG frames and prints each one's PSNR against fp32. Arguments after `--` go to
+demo.py.
+
+`--suite` prints every figure of docs/cpu-inference.md in one command: both families (vox-256
+configs, random weights, the first --frames 40 frames of the sample clip, FOMM `--relative
+--adapt_scale`, TPSMM `--mode relative`), each variant (fp32, int8, fp32 --compile, and the
+reference implementation when --fomm_reference / --tps_reference name a checkout of it) run as a
+fresh process, alternating, --repeat rounds (default 3), medians and ratios to our fp32. Set-up
+work is timed apart: one cold int8 run (empty cache: export + calibration) and one cold
+--compile run (empty Inductor cache) before the rounds, whose runs then find those caches warm,
+as a user's second run does. Last, int8's and --compile's PSNR against fp32 (PNG output).
+
+    python benchmarks/bench_demo.py --suite [--repeat 3] [--frames 40] \
+        [--fomm_reference ../first-order-model] [--tps_reference ../Thin-Plate-Spline-Motion-Model]
+
+A reference checkout runs as `python demo.py --config config/vox-256.yaml --checkpoint C
+--source_image S --driving_video D --result_video R --cpu` plus the family's motion options, in
+its own folder, with this Python; it must run on the CPU with the installed torch (see
+benchmarks/README.md for the few lines that needs).
 """
 from __future__ import annotations
 
@@ -36,6 +54,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 DEMO = os.path.join(REPO, 'demo.py')
 LOOP = re.compile(r'animation ([0-9.]+) s, ([0-9.]+|inf) frames/s')
+SAMPLE_CLIP = os.path.join(os.path.dirname(REPO), 'shared', 'samples', 'face-driving.mp4')
 
 
 def parse_args(argv=None):
@@ -46,14 +65,18 @@ def parse_args(argv=None):
         cut = argv.index('--')
         argv, extra = argv[:cut], argv[cut + 1:]
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--config', required=True)
-    weights = p.add_mutually_exclusive_group(required=True)
+    p.add_argument('--suite', action='store_true', help='every figure of docs/cpu-inference.md (see above)')
+    p.add_argument('--fomm_reference', default=None, metavar='DIR', help='--suite: a FOMM reference checkout to time')
+    p.add_argument('--tps_reference', default=None, metavar='DIR', help='--suite: a TPSMM reference checkout to time')
+    p.add_argument('--config')
+    weights = p.add_mutually_exclusive_group()
     weights.add_argument('--checkpoint')
     weights.add_argument('--random_weights', action='store_true', help='random weights built from the config')
-    p.add_argument('--driving_video', required=True)
+    p.add_argument('--driving_video', default=SAMPLE_CLIP)
     p.add_argument('--source_image', default=None, help='default: the first driving frame')
     p.add_argument('--frames', type=int, default=None, help='use only the first N driving frames')
-    p.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
+    p.add_argument('--precision', default='fp32', choices=('fp32', 'int8', 'bf16', 'fp16'))
+    p.add_argument('--compile', action='store_true', help='demo.py --compile')
     p.add_argument('--batch_size', type=int, default=None)
     p.add_argument('--repeat', type=int, default=1, help='runs; the median is reported')
     p.add_argument('--cpu', action='store_true')
@@ -62,7 +85,23 @@ def parse_args(argv=None):
     p.add_argument('--compare_precision', action='store_true', help='PSNR of bf16/fp16 output vs fp32')
     args = p.parse_args(argv)
     args.demo_args = extra
+    if args.suite:
+        args.frames = args.frames or 40
+        args.repeat = max(args.repeat, 3) if '--repeat' not in argv else args.repeat
+    elif not args.config or not (args.checkpoint or args.random_weights):
+        p.error('--config and --checkpoint (or --random_weights) are required without --suite')
     return args
+
+
+def random_checkpoint(config: str, path: str) -> str:
+    """A checkpoint of freshly initialised networks for `config` (official key names), at `path`."""
+    import torch
+
+    from modules import build_models, load_config
+    torch.manual_seed(0)
+    models = build_models(load_config(config))
+    torch.save({**{k: m.state_dict() for k, m in models.items()}, 'epoch': 0}, path)
+    return path
 
 
 def prepare_inputs(args, tmp: str) -> tuple[str, str, str]:
@@ -73,12 +112,7 @@ def prepare_inputs(args, tmp: str) -> tuple[str, str, str]:
 
     checkpoint = args.checkpoint
     if args.random_weights:
-        import torch
-
-        from modules import build_models, load_config
-        models = build_models(load_config(args.config))
-        checkpoint = os.path.join(tmp, 'random.pth.tar')
-        torch.save({**{k: m.state_dict() for k, m in models.items()}, 'epoch': 0}, checkpoint)
+        checkpoint = random_checkpoint(args.config, os.path.join(tmp, 'random.pth.tar'))
     driving = args.driving_video
     reader = VideoReader(driving)
     if args.frames is not None:
@@ -96,9 +130,12 @@ def prepare_inputs(args, tmp: str) -> tuple[str, str, str]:
     return checkpoint, driving, source
 
 
-def run_demo(args, checkpoint: str, driving: str, source: str, result: str, precision: str) -> dict:
+def run_demo(args, checkpoint: str, driving: str, source: str, result: str, precision: str,
+             extra: list[str] | None = None, env: dict | None = None) -> dict:
     cmd = [sys.executable, DEMO, '--config', args.config, '--checkpoint', checkpoint, '--source_image', source,
            '--driving_video', driving, '--result_video', result, '--precision', precision, '--quiet']
+    if args.compile:
+        cmd.append('--compile')
     if args.batch_size is not None:
         cmd += ['--batch_size', str(args.batch_size)]
     if args.cpu:
@@ -107,10 +144,15 @@ def run_demo(args, checkpoint: str, driving: str, source: str, result: str, prec
         cmd += ['--device', args.device]
     if args.threads is not None:
         cmd += ['--threads', str(args.threads)]
-    cmd += args.demo_args
+    cmd += args.demo_args + (extra or [])
+    return run_timed(cmd, REPO, env)
+
+
+def run_timed(cmd: list[str], cwd: str, env: dict | None = None) -> dict:
+    """Run one process; its wall time, peak RSS and what demo.py printed about its loop."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(proc.pid, 0)           # this child's own rusage
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -118,13 +160,14 @@ def run_demo(args, checkpoint: str, driving: str, source: str, result: str, prec
         err.seek(0)
         stdout, stderr = out.read().decode(errors='replace'), err.read().decode(errors='replace')
     if proc.returncode != 0:
-        sys.exit(f'demo.py failed (exit {proc.returncode}):\n{stderr.strip()}')
+        sys.exit(f'{" ".join(cmd[:2])} failed (exit {proc.returncode}):\n{stderr.strip()[-3000:]}')
     match = LOOP.search(stdout)
     frames = re.search(r': (\d+) frames at', stdout)
     return {'wall': wall, 'loop_s': float(match.group(1)) if match else float('nan'),
             'fps': float(match.group(2)) if match else float('nan'),
             'frames': int(frames.group(1)) if frames else -1,
-            'rss_mib': usage.ru_maxrss / 1024, 'summary': stdout.strip().splitlines()[-1] if stdout.strip() else ''}
+            'rss_mib': usage.ru_maxrss / 1024, 'summary': stdout.strip().splitlines()[-1] if stdout.strip() else '',
+            'stdout': stdout}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,7 +180,7 @@ def compare_precision(args, checkpoint: str, driving: str, source: str, tmp: str
 
     from video_io import VideoReader
     on_cuda = not args.cpu and (args.device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda')
-    precisions = ['fp32', 'bf16'] + (['fp16'] if on_cuda else [])
+    precisions = ['fp32', 'bf16'] + (['fp16'] if on_cuda else ['int8'])
     frames = {}
     print('\nprecision comparison (lossless PNG output, PSNR vs fp32 over all frames):')
     for precision in precisions:
@@ -149,11 +192,14 @@ def compare_precision(args, checkpoint: str, driving: str, source: str, tmp: str
         print(f'  {precision:5s} PSNR {value:6.2f} dB   max |diff| {int(diff.max()):3d}/255   '
               f'loop {stats["fps"]:7.2f} frames/s')
     if not on_cuda:
-        print('  fp16 skipped: it needs a CUDA device')
+        print('  fp16 skipped: it needs a CUDA device (int8 runs on the CPU alone)')
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.suite:
+        from bench_suite import run_suite
+        return run_suite(args)
     with tempfile.TemporaryDirectory(prefix='bench_demo.') as tmp:
         checkpoint, driving, source = prepare_inputs(args, tmp)
         runs = []

@@ -112,14 +112,15 @@ class TpsDenseMotionNetwork(nn.Module):
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor, nearest_resize=True)
 
     def motions(self, kp_driving: torch.Tensor, kp_source: torch.Tensor, bg_param: torch.Tensor | None,
-                size: tuple[int, int]) -> torch.Tensor:
-        """Background (identity or affine `bg_param` (B, 3, 3)) then one TPS per group: (B, K+1, h, w, 2)."""
+                size: tuple[int, int], tps: tuple | None = None) -> torch.Tensor:
+        """Background (identity or affine `bg_param` (B, 3, 3)) then one TPS per group: (B, K+1, h, w, 2).
+        `tps`: the groups' TPS already fitted (`geometry.fit_keypoint_tps`), else fitted here."""
         b = kp_driving.shape[0]
         grid = make_coordinate_grid(size, kp_driving.dtype, kp_driving.device)
         background = grid.view(1, 1, *grid.shape).repeat(b, 1, 1, 1, 1)       # (B, 1, h, w, 2)
         if bg_param is not None:
             background = homogeneous_affine(background, bg_param)
-        tps = tps_motions(grid, kp_driving, kp_source, self.points_per_tps)
+        tps = tps_motions(grid, kp_driving, kp_source, self.points_per_tps, fitted=tps)
         return torch.cat([background, tps], dim=1)
 
     @staticmethod
@@ -139,12 +140,13 @@ class TpsDenseMotionNetwork(nn.Module):
         return exp / (exp.sum(dim=1, keepdim=True) + 1e-6)
 
     def forward(self, source_image: torch.Tensor, kp_driving: dict, kp_source: dict,
-                bg_param: torch.Tensor | None = None, dropout_flag: bool = False, dropout_p: float = 0) -> dict:
+                bg_param: torch.Tensor | None = None, dropout_flag: bool = False, dropout_p: float = 0,
+                tps: tuple | None = None) -> dict:
         if self.scale_factor != 1:
             source_image = self.down(source_image)
         b, _, h, w = source_image.shape
         heatmap = heatmap_difference(kp_driving['fg_kp'], kp_source['fg_kp'], (h, w), self.kp_variance)
-        motions = self.motions(kp_driving['fg_kp'], kp_source['fg_kp'], bg_param, (h, w))
+        motions = self.motions(kp_driving['fg_kp'], kp_source['fg_kp'], bg_param, (h, w), tps)
         deformed = warp_per_motion(source_image, motions)                    # (B, K+1, C, h, w)
         levels = self.hourglass.pyramid(torch.cat([heatmap, deformed.view(b, -1, h, w)], dim=1))
         logits = self.maps(levels[-1])

@@ -41,6 +41,15 @@ def heatmap_to_keypoints(heatmap: torch.Tensor) -> torch.Tensor:
     return (heatmap.unsqueeze(-1) * grid).sum(dim=(2, 3))
 
 
+def inverse(matrices: torch.Tensor) -> torch.Tensor:
+    """Batched matrix inverse (..., N, N). Inside an ONNX export it becomes ONNX Runtime's
+    `com.microsoft.Inverse`, since standard ONNX has no inverse (modules/onnx_export.py)."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.onnx.ops.symbolic('com.microsoft::Inverse', (matrices,), dtype=matrices.dtype,
+                                       shape=matrices.shape, version=1)
+    return torch.inverse(matrices)
+
+
 def local_affine_motions(grid: torch.Tensor, kp_driving: dict, kp_source: dict) -> torch.Tensor:
     """FOMM eq. (4): per-keypoint first-order motion, T_k(z) = kp_S + J_S J_D^-1 (z - kp_D).
 
@@ -53,7 +62,7 @@ def local_affine_motions(grid: torch.Tensor, kp_driving: dict, kp_source: dict) 
     h, w = grid.shape[:2]
     offset = grid.view(1, 1, h, w, 2) - kp_driving['value'].view(b, k, 1, 1, 2)    # (B, K, H, W, 2)
     if 'jacobian' in kp_driving:
-        jacobian = kp_source['jacobian'] @ torch.inverse(kp_driving['jacobian'])   # (B, K, 2, 2)
+        jacobian = kp_source['jacobian'] @ inverse(kp_driving['jacobian'])   # (B, K, 2, 2)
         jacobian = jacobian.view(b, k, 1, 1, 2, 2).repeat(1, 1, h, w, 1, 1)
         offset = (jacobian @ offset.unsqueeze(-1)).squeeze(-1)
     return offset + kp_source['value'].view(b, k, 1, 1, 2)
@@ -110,7 +119,7 @@ def fit_tps(kp_from: torch.Tensor, kp_to: torch.Tensor, regularization: float = 
     system = torch.cat([top_bottom_left, right], dim=3)                                   # (B, G, N+3, N+3)
     system = system + torch.eye(n + 3, dtype=system.dtype, device=system.device).expand(system.shape) * regularization
     rhs = torch.cat([kp_to, kp_to.new_zeros(b, g, 3, 2)], dim=2)                          # (B, G, N+3, 2)
-    params = torch.inverse(system) @ rhs
+    params = inverse(system) @ rhs
     return params[:, :, n:, :].permute(0, 1, 3, 2), params[:, :, :n, :]
 
 
@@ -128,17 +137,23 @@ def apply_tps(points: torch.Tensor, control_points: torch.Tensor, affine: torch.
     return linear.permute(0, 1, 3, 2) + radial
 
 
+def fit_keypoint_tps(kp_driving: torch.Tensor, kp_source: torch.Tensor, points_per_tps: int = 5):
+    """TPSMM's per-group TPS from driving to source keypoints (B, G*N, 2): see `fit_tps`."""
+    b = kp_driving.shape[0]
+    return fit_tps(kp_driving.view(b, -1, points_per_tps, 2), kp_source.view(b, -1, points_per_tps, 2))
+
+
 def tps_motions(grid: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor,
-                points_per_tps: int = 5) -> torch.Tensor:
+                points_per_tps: int = 5, fitted: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """TPSMM: one TPS per keypoint group mapping driving-frame pixels to source positions.
 
-    grid (H, W, 2); keypoints (B, G*N, 2). Returns (B, G, H, W, 2).
+    grid (H, W, 2); keypoints (B, G*N, 2). Returns (B, G, H, W, 2). `fitted`: the
+    `fit_keypoint_tps` result when already solved (exported graphs take it as inputs).
     """
     b = kp_driving.shape[0]
     h, w = grid.shape[:2]
     kp_d = kp_driving.view(b, -1, points_per_tps, 2)
-    kp_s = kp_source.view(b, -1, points_per_tps, 2)
-    affine, weights = fit_tps(kp_d, kp_s)
+    affine, weights = fit_keypoint_tps(kp_driving, kp_source, points_per_tps) if fitted is None else fitted
     return apply_tps(grid.reshape(-1, 2), kp_d, affine, weights).view(b, -1, h, w, 2)
 
 
