@@ -101,6 +101,12 @@ class Cancelled(Exception):
     """The user pressed Cancel."""
 
 
+def page_error(message: str) -> gr.Error:
+    """An error for the page: one message there, one line (no traceback) in the server's log."""
+    print(f'request refused: {message}', file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
 # ----------------------------------------------------------------------------------------------
 # Animation options: the page's controls as demo.py's command line
 # ----------------------------------------------------------------------------------------------
@@ -244,7 +250,7 @@ class Session:
     def new_job(self):
         with self.idle:
             if self.closed:
-                raise gr.Error("this page's session has ended; reload the page")
+                raise page_error("this page's session has ended; reload the page")
             if self.job is not None:
                 self.job.cancel.set()        # a new Animate in the same page replaces the old one
             self.runs += 1
@@ -292,7 +298,7 @@ class Sessions:
         sid = self._id(request)
         with self._lock:
             if self._closed:
-                raise gr.Error('the app is shutting down')
+                raise page_error('the app is shutting down')
             if sid not in self._items:
                 self._items[sid] = Session(os.path.join(self.root, sid))
             return self._items[sid]
@@ -358,7 +364,7 @@ class App:
         except gr.Error:
             raise
         except (*USER_ERRORS, AppError) as err:
-            raise gr.Error(self.message(err)) from None
+            raise page_error(self.message(err)) from None
 
     # -- model -----------------------------------------------------------------------------------
 

@@ -106,7 +106,7 @@ def free_port() -> int:
 class Server:
     """`python app.py` in a subprocess, with its own empty TMPDIR and working directory."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, *options: str):
         self.tmpdir, self.cwd = work / 'server-tmp', work / 'server-cwd'
         self.tmpdir.mkdir()
         self.cwd.mkdir()
@@ -117,7 +117,7 @@ class Server:
                'PYTHONUNBUFFERED': '1'}
         self.log = open(self.log_path, 'w')
         self.proc = subprocess.Popen([sys.executable, str(REPO_ROOT / 'app.py'), '--port', str(self.port),
-                                      '--threads', '1', '--max_video_seconds', str(MAX_VIDEO_SECONDS)],
+                                      *options],
                                      cwd=self.cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -149,7 +149,7 @@ class Server:
 
 @pytest.fixture(scope='module')
 def server(work):
-    server = Server(work)
+    server = Server(work, '--threads', '1', '--max_video_seconds', str(MAX_VIDEO_SECONDS))
     yield server
     server.stop()
 
@@ -273,6 +273,18 @@ def wait_done(driver, timeout: float = 120) -> str:
     return text_of(driver, 'status')
 
 
+def assert_plays(driver, elem_id: str, width: int, seconds: float, audio: bool) -> None:
+    """The page's player decodes the video (and its sound): Chromium has read frames of it."""
+    video = find(driver, f'#{elem_id} video')[0]
+    state = 'const v = arguments[0]; return [v.readyState, v.videoWidth, v.duration, v.webkitAudioDecodedByteCount]'
+    wait(lambda: driver.execute_script(state, video)[0] >= 2, 30, f'#{elem_id} to load')
+    driver.execute_script('arguments[0].muted = true; arguments[0].play()', video)
+    ready, video_width, duration, audio_bytes = wait(
+        lambda: (lambda s: s if s[3] > 0 or not audio else None)(driver.execute_script(state, video)), 30,
+        f'#{elem_id} to decode its sound')
+    assert video_width == width and duration == pytest.approx(seconds, abs=0.05)
+
+
 def download(driver, dest: Path) -> Path:
     """Click the result's download link; the file Chromium saved, moved to `dest`."""
     folder = driver.downloads
@@ -328,6 +340,8 @@ def test_animate_equals_demo(server, browser, inputs, reference, work, screens):
     wait(lambda: re.search(r'\d+/16 frames', text_of(browser, 'result')), 60, 'progress: frames done/total')
     status = wait_done(browser)
     assert re.match(r'Done: 16 frames at 25 fps, 64x64, .* frames/s', status), status
+    assert_plays(browser, 'result', width=64, seconds=0.64, audio=True)
+    assert_plays(browser, 'side-by-side', width=3 * 64 * 4, seconds=0.64, audio=True)
     browser.save_screenshot(str(screens / 'animate.png'))
     result = download(browser, work / 'app-relative-audio.mp4')
     assert_same_video(result, reference, frames=16, fps=25, audio=True)
