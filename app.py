@@ -352,8 +352,16 @@ class App:
     # -- messages --------------------------------------------------------------------------------
 
     def message(self, err: BaseException) -> str:
-        """One line for the page; files in the app's temporary folder are named by their file name."""
-        text = demo.one_line(err)
+        """One line for the page; files in the app's temporary folder are named by their file name.
+
+        A checkpoint that does not fit its config lists every mismatch, one per line (hundreds of
+        keys): the page gets the first line, the first mismatch and the closing hint."""
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        problems = [line for line in lines[1:] if line.startswith('- ')]
+        if isinstance(err, CheckpointError) and len(problems) > 1:
+            rest = [line for line in lines[1:] if not line.startswith('- ')]
+            lines = [lines[0], f'{problems[0]} (and {len(problems) - 1} more)', *rest]
+        text = demo.one_line(Exception('\n'.join(lines)))
         return re.sub(re.escape(self.root) + r'[^\'"\s]*/', '', text)
 
     @contextlib.contextmanager

@@ -479,4 +479,7 @@ def test_nothing_left_behind(server, browser):
     assert server.stop() in (0, 130), server.text()
     assert not any(server.tmpdir.iterdir()), list(server.tmpdir.iterdir())
     assert not any(server.cwd.iterdir()), list(server.cwd.iterdir())
-    assert 'Traceback' not in server.text(), server.text()
+    # No traceback through the project's code (Gradio logs some of its own, e.g. an event stream
+    # asked for after its page's session ended).
+    ours = re.findall(rf'File "{re.escape(str(REPO_ROOT))}/(?!\.venv/)[^"]+"', server.text())
+    assert not ours, server.text()

@@ -79,3 +79,15 @@ def test_session_cancel_and_close(tmp_path):
     with pytest.raises(app.gr.Error):
         with session.new_job():
             pass
+
+
+def test_page_message_of_a_checkpoint_that_does_not_fit():
+    """The page gets the first mismatch and the hint, not hundreds of keys; temporary paths shortened."""
+    from modules.checkpoint import CheckpointError
+    page = app.App.__new__(app.App)
+    page.root = '/tmp/app-root'
+    err = CheckpointError('/tmp/app-root/ab12/x.pth does not fit with config c.yaml:\n  - kp_detector: 336 missing keys\n'
+                          '  - dense_motion_network: 4 unexpected keys\n  - inpainting_network: 77 shape mismatches\n'
+                          ' The checkpoint is TPSMM, num_tps=2. No bundled config fits it exactly.')
+    assert page.message(err) == ('x.pth does not fit with config c.yaml: - kp_detector: 336 missing keys (and 2 more) '
+                                 'The checkpoint is TPSMM, num_tps=2. No bundled config fits it exactly.')
