@@ -80,7 +80,7 @@ DEFAULT_PORT = 7860
 DEFAULT_CONCURRENCY = 2
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
 EXAMPLE_FRAMES = 64
-SIDE_BY_SIDE_HEIGHT = 256        # small models' side-by-side and live output are enlarged (nearest) to this
+LIVE_DISPLAY_HEIGHT = 256        # small models' live output is enlarged (nearest) to about this height
 LIVE_STREAM_EVERY_S = 0.04       # the browser sends a camera frame at most every 40 ms (25 fps)
 LIVE_RESTART_GAP_S = 2.0         # a pause this long in the camera stream starts a new reference
 LIVE_FILES_KEPT = 30             # live output frames kept on disk per session (the page shows the last)
@@ -482,7 +482,6 @@ class App:
         args = demo.parse_args(argv)
         total = reader.num_frames or reader.estimated_num_frames or 0
         limit = int(self.max_video_seconds * reader.fps) + 1
-        zoom = max(1, SIDE_BY_SIDE_HEIGHT // animator.frame_size[0])
         done, first, src = 0, None, {}        # first: (time, frames) at the first batch, for frames/s
         audio_from = driving_path if options.audio and reader.has_audio else None
 
@@ -497,7 +496,9 @@ class App:
             shape = driving_batch.shape[1:3]
             if shape not in src:
                 src[shape] = load_image(source_path, size=shape)
-            sbs.write(demo.side_by_side(src[shape], driving_batch, result_batch, zoom))
+            # At the animation size: the page's player scales it (demo.py --example's x4 costs
+            # the bundled model half its speed in encoding).
+            sbs.write(demo.side_by_side(src[shape], driving_batch, result_batch, zoom=1))
             now = time.perf_counter()
             first = first or (now, done)
             rate = f'{(done - first[1]) / (now - first[0]):.1f} frames/s' if now > first[0] else 'started'
@@ -549,7 +550,7 @@ class App:
             live.done_at.clear()
         pred = animator.animate_batch(live.prepared, to_tensor(driving, animator.device))   # (1, 3, H, W)
         image = to_uint8(pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy())[0]
-        zoom = max(1, SIDE_BY_SIDE_HEIGHT // image.shape[0])     # small models: enlarged for the page
+        zoom = max(1, LIVE_DISPLAY_HEIGHT // image.shape[0])     # small models: enlarged for the page
         path = live.write(image.repeat(zoom, axis=0).repeat(zoom, axis=1))
         now = time.perf_counter()
         live.last_frame_at = now

@@ -341,7 +341,7 @@ def test_animate_equals_demo(server, browser, inputs, reference, work, screens):
     status = wait_done(browser)
     assert re.match(r'Done: 16 frames at 25 fps, 64x64, .* frames/s', status), status
     assert_plays(browser, 'result', width=64, seconds=0.64, audio=True)
-    assert_plays(browser, 'side-by-side', width=3 * 64 * 4, seconds=0.64, audio=True)
+    assert_plays(browser, 'side-by-side', width=3 * 64, seconds=0.64, audio=True)
     browser.save_screenshot(str(screens / 'animate.png'))
     result = download(browser, work / 'app-relative-audio.mp4')
     assert_same_video(result, reference, frames=16, fps=25, audio=True)
