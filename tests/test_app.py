@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, SHARED, tiny_config
+from conftest import REPO_ROOT, SHARED, num_threads, tiny_config
 
 SAMPLES = SHARED / 'samples'
 CHROMIUM, CHROMEDRIVER = shutil.which('chromium'), shutil.which('chromedriver')
@@ -279,9 +279,11 @@ def assert_plays(driver, elem_id: str, width: int, seconds: float, audio: bool) 
     state = 'const v = arguments[0]; return [v.readyState, v.videoWidth, v.duration, v.webkitAudioDecodedByteCount]'
     wait(lambda: driver.execute_script(state, video)[0] >= 2, 30, f'#{elem_id} to load')
     driver.execute_script('arguments[0].muted = true; arguments[0].play()', video)
-    ready, video_width, duration, audio_bytes = wait(
-        lambda: (lambda s: s if s[3] > 0 or not audio else None)(driver.execute_script(state, video)), 30,
-        f'#{elem_id} to decode its sound')
+
+    def decoded():
+        found = driver.execute_script(state, video)
+        return found if found[3] > 0 or not audio else None
+    _, video_width, duration, _ = wait(decoded, 30, f'#{elem_id} to decode its sound')
     assert video_width == width and duration == pytest.approx(seconds, abs=0.05)
 
 
@@ -303,10 +305,11 @@ def download(driver, dest: Path) -> Path:
 def demo_result(out: Path, source: Path, driving: Path, *options: str) -> Path:
     """What `python demo.py` writes for these inputs (in-process, one thread as the server)."""
     import demo
-    assert demo.main(['--config', str(REPO_ROOT / demo.EXAMPLE_CONFIG),
-                      '--checkpoint', str(REPO_ROOT / demo.EXAMPLE_CHECKPOINT), '--source_image', str(source),
-                      '--driving_video', str(driving), '--result_video', str(out), '--threads', '1', '--quiet',
-                      '--cpu', *options]) == 0
+    with num_threads(1):
+        assert demo.main(['--config', str(REPO_ROOT / demo.EXAMPLE_CONFIG),
+                          '--checkpoint', str(REPO_ROOT / demo.EXAMPLE_CHECKPOINT), '--source_image', str(source),
+                          '--driving_video', str(driving), '--result_video', str(out), '--quiet', '--cpu',
+                          *options]) == 0
     return out
 
 
