@@ -114,13 +114,14 @@ def page_error(message: str) -> gr.Error:
 @dataclasses.dataclass
 class AnimateOptions:
     """The Animate tab's controls. `demo_argv` is the only place that maps them to demo.py's
-    options; a new demo.py option (`--crop`) is one field here, one line in `demo_argv`, and one
-    control in `App.animate_controls`."""
+    options; another demo.py option is one field here, one line in `demo_argv`, and one control
+    in `App.animate_controls` (as `crop` was)."""
     mode: str = 'relative'
     adapt_scale: bool = False
     reference: str = REF_FIRST
     frame: int = 0
     audio: bool = True
+    crop: bool = False
 
     def demo_argv(self, family: str) -> list[str]:
         argv = ['--mode', self.mode]
@@ -132,6 +133,8 @@ class AnimateOptions:
             argv += ['--best_frame', str(self.frame)]
         if self.audio:
             argv.append('--audio')
+        if self.crop:
+            argv.append('--crop')
         return argv
 
 
@@ -437,14 +440,14 @@ class App:
 
     # -- Animate ---------------------------------------------------------------------------------
 
-    def animate(self, source, driving, which, config, checkpoint, mode, adapt_scale, reference, frame, audio,
+    def animate(self, source, driving, which, config, checkpoint, mode, adapt_scale, reference, frame, audio, crop,
                 request: gr.Request, progress=gr.Progress()):
         """The Animate button. Inputs arrive unprocessed (preprocess=False) so that a bad upload is
         reported here, in demo.py's words, rather than as Gradio's generic error."""
         session = self.sessions.get(request)
         source_path, driving_path = upload_path(source), upload_path(driving)
         options = AnimateOptions(mode=mode, adapt_scale=bool(adapt_scale), reference=reference,
-                                 frame=int(frame or 0), audio=bool(audio))
+                                 frame=int(frame or 0), audio=bool(audio), crop=bool(crop))
         with session.new_job() as job, self.page_errors():
             if source_path is None:
                 raise AppError('upload a source image first (or press "Use example inputs")')
@@ -463,7 +466,7 @@ class App:
                 return None, None, None, f'Cancelled after {stop}; nothing was written.'
         result, sbs = (os.path.join(job.folder, name) for name in ('result.mp4', 'side-by-side.mp4'))
         h, w = animator.frame_size
-        status = (f"Done: {stats['frames']} frames at {stats['fps']:g} fps, {w}x{h}, "
+        status = (f"Done: {stats['frames']} frames at {stats['fps']:g} fps, animated at {w}x{h}, "
                   f"{stats['seconds']:.1f} s ({stats['frames'] / max(stats['seconds'], 1e-9):.1f} frames/s).")
         return result, sbs, result, status
 
@@ -634,7 +637,7 @@ class App:
 
     def animate_controls(self, family: str, modes: tuple[str, ...], options: AnimateOptions) -> list:
         """The option controls, in AnimateOptions' field order (mode, adapt_scale, reference, frame,
-        audio). demo.py --crop, once it exists, is one gr.Checkbox appended here."""
+        audio, crop)."""
         with gr.Accordion('Options (as demo.py)', open=True):
             with gr.Row():
                 mode = gr.Radio(list(modes), value=options.mode, label='Motion', elem_id='mode',
@@ -648,7 +651,10 @@ class App:
                                      label='Reference frame (relative mode)', elem_id='reference')
                 frame = gr.Number(value=0, precision=0, minimum=0, label='Frame number', elem_id='frame')
                 audio = gr.Checkbox(value=options.audio, label="Copy the driving video's audio", elem_id='audio')
-        return [mode, adapt, reference, frame, audio]
+                crop = gr.Checkbox(value=options.crop, label='Crop the face (demo.py --crop)', elem_id='crop',
+                                   info='a whole photo: its face is animated and pasted back; the driving '
+                                        'face is followed')
+        return [mode, adapt, reference, frame, audio, crop]
 
     def live_tab(self, model: list, family: str, options: AnimateOptions):
         gr.Markdown('Press the camera button, allow the camera, then Record. The first frame (or the one '

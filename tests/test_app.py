@@ -342,7 +342,7 @@ def test_animate_equals_demo(server, browser, inputs, reference, work, screens):
     press_animate(browser)
     wait(lambda: re.search(r'\d+/16 frames', text_of(browser, 'result')), 60, 'progress: frames done/total')
     status = wait_done(browser)
-    assert re.match(r'Done: 16 frames at 25 fps, 64x64, .* frames/s', status), status
+    assert re.match(r'Done: 16 frames at 25 fps, animated at 64x64, .* frames/s', status), status
     assert_plays(browser, 'result', width=64, seconds=0.64, audio=True)
     assert_plays(browser, 'side-by-side', width=3 * 64, seconds=0.64, audio=True)
     browser.save_screenshot(str(screens / 'animate.png'))

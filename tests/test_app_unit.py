@@ -25,6 +25,7 @@ SERVED = app.ModelFiles(str(REPO_ROOT / demo.EXAMPLE_CONFIG), str(REPO_ROOT / de
     (app.AnimateOptions(mode='standard', reference=app.REF_NUMBER, frame=7, audio=False), 'fomm',
      ['--mode', 'standard', '--best_frame', '7']),
     (app.AnimateOptions(reference=app.REF_BEST, audio=False), 'tps', ['--mode', 'relative', '--find_best_frame']),
+    (app.AnimateOptions(audio=False, crop=True), 'tps', ['--mode', 'relative', '--crop']),
 ])
 def test_controls_are_demo_options(options, family, argv):
     assert options.demo_argv(family) == argv
