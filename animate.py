@@ -176,9 +176,12 @@ class Animator:
         from modules.checkpoint import load_models
         config = load_config(config_path)
         models = build_models(config)
-        load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
-                    required_networks(models, avd=need_avd))
-        return cls(config, models, device, precision, **options)
+        ckpt = load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
+                           required_networks(models, avd=need_avd))
+        animator = cls(config, models, device, precision, **options)
+        # The networks the checkpoint held: TPSMM's AVD network is in some checkpoints only.
+        animator.loaded_networks = frozenset(k for k in animator.models if k in ckpt)
+        return animator
 
     def autocast(self):
         if self.precision in ('fp32', 'int8'):

@@ -439,8 +439,11 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
 
 
 def animate_files(args: argparse.Namespace, *, config_path: str | None = None, checkpoint_path: str | None = None,
-                  on_batch=None, mode_override: tuple[str, bool] | None = None) -> dict:
-    """The CLI's work: check the options and inputs, load the model, animate, write."""
+                  on_batch=None, mode_override: tuple[str, bool] | None = None, animator=None) -> dict:
+    """The CLI's work: check the options and inputs, load the model, animate, write.
+
+    `animator`: an Animator already built from this config and checkpoint (app.py keeps its
+    models loaded between requests); None loads them here."""
     from animate import Animator, frame_shape_of
     from modules import family_of_config, load_config
 
@@ -489,9 +492,10 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         source = load_image(args.source_image, size=img_shape)
         reader = VideoReader(args.driving_video, strict=True)
     try:
-        animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
-                                       compile=args.compile, calibration_frames=args.calibration_frames,
-                                       need_avd=mode == 'avd')
+        if animator is None:
+            animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
+                                           compile=args.compile, calibration_frames=args.calibration_frames,
+                                           need_avd=mode == 'avd')
         initial = reference_frame(args, reader, source, img_shape, device, batch_size)
     except BaseException:
         reader.close()
@@ -576,9 +580,22 @@ def _shown(path: str) -> str:
     return rel if not rel.startswith('..') else path
 
 
-def make_example(args: argparse.Namespace) -> int:
+def write_example_inputs(out: str, num_frames: int = 64) -> tuple[Example, str, str]:
+    """(example, source.png path, driving.mp4 path): `example_inputs` written into folder `out`."""
     from fileio import atomic_path
     from PIL import Image
+    from synthetic_data import FPS
+    example = example_inputs(num_frames)
+    source_path = os.path.join(out, 'source.png')
+    driving_path = os.path.join(out, 'driving.mp4')
+    with atomic_path(source_path) as tmp:
+        Image.fromarray(example.source).save(tmp)
+    with VideoWriter(driving_path, fps=FPS, crf=10) as writer:   # near lossless
+        writer.write(example.driving)
+    return example, source_path, driving_path
+
+
+def make_example(args: argparse.Namespace) -> int:
     from synthetic_data import FPS
 
     config = args.config or os.path.join(ROOT, EXAMPLE_CONFIG)
@@ -590,13 +607,7 @@ def make_example(args: argparse.Namespace) -> int:
     if args.example_frames < 2:
         raise DemoError(f'--example_frames {args.example_frames}: need at least 2 frames')
     out = args.example_dir
-    source, driving, expected = example_inputs(args.example_frames)
-    source_path = os.path.join(out, 'source.png')
-    driving_path = os.path.join(out, 'driving.mp4')
-    with atomic_path(source_path) as tmp:
-        Image.fromarray(source).save(tmp)
-    with VideoWriter(driving_path, fps=FPS, crf=10) as writer:   # near lossless
-        writer.write(driving)
+    (source, driving, expected), source_path, driving_path = write_example_inputs(out, args.example_frames)
     print(f'generated {_shown(source_path)} and {_shown(driving_path)} ({len(driving)} frames: two synthetic '
           f'identities not in the training set, doing the same motion; seed {EXAMPLE_SEED})')
 
