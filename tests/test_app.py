@@ -366,10 +366,11 @@ def test_bad_inputs_show_one_message_then_a_good_request_works(server, browser, 
     expect_message(browser, r"'face-driving\.mp4' is 6\.8 s long")
     # A checkpoint typed in that does not fit the (served) config.
     set_radio(browser, 'model-choice', 'Another config and checkpoint on this machine')
-    field = find(browser, '#model-checkpoint textarea, #model-checkpoint input')[0]
+    field = wait(lambda: find(browser, '#model-checkpoint textarea, #model-checkpoint input'),
+                 what='the checkpoint field')[0]
     field.clear()
     field.send_keys(str(inputs['wrong_checkpoint']))
-    find(browser, '#model-load')[0].click()
+    wait(lambda: find(browser, '#model-load'), what='the Load model button')[0].click()
     expect_message(browser, r"tiny-tps\.pth\.tar does not fit with config .*tps-64-small\.yaml")
     upload(browser, 'driving', inputs['clip16'])
     press_animate(browser)
