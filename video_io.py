@@ -651,13 +651,19 @@ def _decode_at(path: str, indices: Iterable[int]) -> dict[int, np.ndarray]:
 # Folders of frames
 # ----------------------------------------------------------------------------------------------
 
+_DIGITS_TO_ZERO = str.maketrans('123456789', '000000000')
+
+
 def list_frame_files(folder: PathLike) -> list[str]:
     """Image files of a frames folder in natural order (``2.png`` before ``10.png``), hidden ones skipped."""
     folder = os.fspath(folder)
-    names = [n for n in os.listdir(folder)
-             if not n.startswith('.') and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-             and os.path.isfile(os.path.join(folder, n))]
-    names.sort(key=_natural_key)
+    with os.scandir(folder) as entries:   # no stat per file: a training sample lists its folder
+        names = [e.name for e in entries
+                 if e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith('.') and e.is_file()]
+    if len({name.translate(_DIGITS_TO_ZERO) for name in names}) > 1:
+        names.sort(key=_natural_key)   # names of one shape (zero-padded numbers) sort right as they are
+    else:
+        names.sort()
     return [os.path.join(folder, n) for n in names]
 
 

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     p.add_argument('--compare_formats', action='store_true', help='loader speed: PNG folders vs mp4, alternating')
     p.add_argument('--lengths', default='100,1000', help='--compare_formats: clip lengths in frames')
     p.add_argument('--clips', type=int, default=4, help='--compare_formats: training clips per data set')
-    p.add_argument('--rounds', type=int, default=3, help='--compare_formats: alternating rounds')
+    p.add_argument('--rounds', type=int, default=5, help='--compare_formats: alternating rounds')
     p.add_argument('--data_dir', default=None, help='--compare_formats: keep (and reuse) the data sets here')
     args = p.parse_args(argv)
 
@@ -185,11 +185,11 @@ def compare_formats(config: dict, params: dict, args) -> int:
                     config['dataset_params']['root_dir'] = path
                     rates[name].append(b / loader_seconds_per_batch(config, params, args))
             print(f'{length}-frame clips {shape[0]}x{shape[1]}, batch {b}, {workers} loader workers, '
-                  f'{args.rounds} alternating rounds of {args.iters} batches (median samples/s):')
+                  f'{args.rounds} alternating rounds of {args.iters} batches (median samples/s):', flush=True)
             for name, values in rates.items():
                 ratio = statistics.median(v / p for v, p in zip(values, rates['png']))
                 print(f'  {name:10s} {statistics.median(values):6.1f} samples/s   {ratio:.2f}x PNG folders   '
-                      f'[{", ".join(f"{v:.1f}" for v in values)}]')
+                      f'[{", ".join(f"{v:.1f}" for v in values)}]', flush=True)
     return 0
 
 
