@@ -28,7 +28,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from skimage.transform import resize as sk_resize
 from skimage.util import img_as_float32
 from torch.utils.data import Dataset
@@ -172,10 +171,10 @@ def _reading(path: str) -> Iterator[None]:
 
 
 def count_frames(path: str, frame_shape: FrameShape | None = None, cache: dict[str, Any] | None = None) -> int:
-    """Number of frames of the video at `path`, without decoding pixels.
+    """Number of frames of the video at `path`.
 
-    Folders are counted from their listing, strips from the image header, video files from their
-    packets (one pass that reads but does not decode the file; video_io keeps the result per file).
+    Folders are counted from their listing, strips from their width, video files from their packets
+    (one pass that reads but does not decode the file; video_io keeps the result per file).
     `cache` (one dict per data set) keeps the counts. Raises VideoReadError for unreadable files.
     """
     if cache is not None and path in cache:
@@ -183,8 +182,7 @@ def count_frames(path: str, frame_shape: FrameShape | None = None, cache: dict[s
     kind = _video_kind(path)
     with _reading(path):
         if kind == 'strip':
-            with Image.open(path) as image:
-                width, height = image.size
+            height, width = video_io.read_image(path).shape[:2]
             n = width // _strip_tile_width(path, height, width, frame_shape)
         else:
             n = video_io.count_frames(path)

@@ -1,32 +1,17 @@
-"""Image and video input/output: the one module that reads and writes media in this project.
+"""Image and video input/output: every video, and every image the project reads, goes through here.
 
-The demo, the data sets, reconstruction, the example, the benchmarks and the tools all go through
-it, so the rest of the project sees only numpy arrays:
+* images: :func:`load_image` (float32 RGB in [0, 1], optionally resized), :func:`read_image`.
+* resizing: :func:`resize_frame` / :func:`resize_frames` equal ``skimage.transform.resize(img, (h, w),
+  anti_aliasing=True)`` (the references' call) to float32 rounding, about 10x faster.
+* videos: :class:`VideoReader` streams uint8 ``(H, W, 3)`` RGB frames of a video file or a folder of
+  frames; :func:`read_frames` decodes chosen frames only (random access for training).
+* writing: :class:`VideoWriter` writes H.264 ``.mp4``, ``.gif`` or PNG folders, incrementally and
+  atomically, optionally with another file's audio.
 
-* images:  :func:`load_image` -> float32 ``(H, W, 3)`` RGB in ``[0, 1]``; :func:`read_image` -> the
-  decoded array (uint8, or uint16 for 16-bit files).
-* resizing: :func:`resize_frame` / :func:`resize_frames` reproduce
-  ``skimage.transform.resize(img, (h, w), anti_aliasing=True)`` (the call the FOMM/TPSMM reference
-  code makes) to float32 rounding, about 10x faster.
-* videos:  :class:`VideoReader` streams uint8 ``(H, W, 3)`` RGB frames of a video file (anything
-  FFmpeg decodes: mp4, mov, avi, webm, mkv, gif, ...) or of a folder of image frames, one frame at a
-  time; :meth:`VideoReader.iter_batches` yields resized float batches. :func:`read_frames` decodes
-  chosen frames only (random access for training: from the keyframe before each wanted frame).
-* writing: :class:`VideoWriter` writes H.264 ``.mp4``, ``.gif`` or a folder of PNG frames,
-  incrementally and atomically, optionally with the audio track of another file.
-
-Videos are decoded and encoded in-process by PyAV (FFmpeg's libraries, bundled in the ``av`` wheel):
-no ffmpeg process is started and no log text is parsed. Metadata come from the container: the frame
-rate as an exact fraction, the frame count, each frame's timestamp (variable frame rate clips are
-read frame by frame, in timestamp order) and the display matrix (phone videos come out upright, as
-the ffmpeg program shows them).
-
-Errors. Every problem with a user-supplied file (missing, empty, not an image, not a video, truncated,
-unreadable, unwritable) raises :class:`MediaError` whose single-line message names the file and the
-problem, so a CLI can print ``str(err)`` and exit non-zero. Programming errors (wrong array shapes or
-dtypes, bad arguments) raise ``ValueError`` / ``TypeError`` as usual. Non-fatal notes (audio that
-cannot be copied, a video whose tail could not be decoded, an image squeezed to another aspect ratio)
-are issued as :class:`MediaWarning` through :mod:`warnings`.
+Videos are decoded and encoded in-process by PyAV (FFmpeg's libraries): no ffmpeg process, no log
+parsing. docs/media.md describes the behaviour (rates, counts, rotation, random access, audio).
+Problems with a file raise :class:`MediaError`, one line naming the file and the problem; programming
+errors raise ``ValueError`` / ``TypeError``; non-fatal notes are :class:`MediaWarning` warnings.
 """
 from __future__ import annotations
 
@@ -64,6 +49,7 @@ __all__ = [
     'read_image',
     'resize_frame',
     'resize_frames',
+    'write_image',
 ]
 
 PathLike = Union[str, 'os.PathLike[str]']
@@ -199,6 +185,20 @@ def read_image(path: PathLike) -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise _error('image', p, 'the image has zero size')
     return np.ascontiguousarray(arr)
+
+
+def write_image(path: PathLike, image: np.ndarray, **options) -> None:
+    """Write an ``(H, W[, 3])`` image, uint8 or float in [0, 1]; the format follows the extension.
+
+    ``options`` go to Pillow (e.g. ``compress_level=3`` for faster, slightly larger PNGs). Not atomic
+    by itself: write into ``fileio.atomic_path`` / ``atomic_dir``.
+    """
+    from PIL import Image
+
+    try:
+        Image.fromarray(_to_uint8(np.asarray(image))).save(os.fspath(path), **options)
+    except OSError as err:
+        raise _error('image', path, err.strerror or str(err), verb='write') from None
 
 
 def _to_float01(arr: np.ndarray) -> np.ndarray:
@@ -475,14 +475,12 @@ def _frame_rate(stream, index: '_Index | None' = None) -> Fraction | None:
 
 @dataclass(frozen=True)
 class _Index:
-    """The frames of a video's first video stream, read from its packets without decoding.
+    """A video stream's frames, from its packets: frame ``i`` is the one shown ``i``-th.
 
-    ``pts``: presentation timestamps (stream time base) in display order; frame ``i`` is the one
-    shown ``i``-th. A ``range`` when the rate is constant, which keeps a data set of thousands of
-    videos small in memory. ``keyframes``: pts of the frames decoding can start from (demuxers
-    seek by presentation time: the mp4 one lands a whole group early when given a keyframe's dts).
-    ``duration``: sum of the packet durations. ``problem``: why the packets are incomplete, if so.
-    ``by_order``: the packets carry no timestamps, so frames are found by counting from the start.
+    ``pts``: timestamps in display order (a ``range`` at a constant rate: small in memory for big data
+    sets). ``keyframes``: pts of the frames decoding can start from (seeks go by pts: given a dts,
+    the mp4 demuxer lands a group early). ``problem``: why the packets are incomplete, if they are.
+    ``by_order``: no usable timestamps, frames are counted from the start.
     """
 
     pts: Sequence[int]
@@ -705,33 +703,20 @@ def read_frames(path: PathLike, indices: Iterable[int]) -> dict[int, np.ndarray]
 # ----------------------------------------------------------------------------------------------
 
 class VideoReader:
-    """Stream the frames of a video file or of a folder of image frames.
+    """Stream the frames of a video file (anything FFmpeg decodes) or of a folder of image frames.
 
-    ``path``: a video file FFmpeg decodes (mp4, mov, avi, mkv, webm, gif, ...) or a folder of image
-    frames (``IMAGE_EXTENSIONS``, hidden files ignored, natural sort order so ``2.png`` comes before
-    ``10.png``).
+    ``fps`` overrides the reported rate (frames are never resampled); a folder reports this, else
+    the rate :class:`VideoWriter` stored in its PNGs, else 25. ``strict``: when decoding meets damaged
+    data, every frame that decodes is yielded, then :class:`MediaError` is raised (``True``, for the
+    demo and evaluation) or a :class:`MediaWarning` issued (``False``). :meth:`check_tail` finds such
+    damage up front. A file in which no frame decodes raises :class:`MediaError` from the
+    constructor, which decodes the first frame as a probe.
 
-    ``fps``: overrides the reported frame rate (frames are never resampled). A folder reports, in
-    order: this value, the rate that :class:`VideoWriter` stored in its first PNG, or 25.
-
-    ``strict``: what happens when decoding meets damaged data (typically a truncated or damaged file
-    whose beginning is fine): every frame that decodes is yielded, then either a
-    :class:`MediaWarning` is issued (``strict=False``, default: the CLI still produces an animation,
-    a bit shorter) or :class:`MediaError` is raised (``strict=True``, for evaluation). Call
-    :meth:`check_tail` to learn about a bad end before decoding everything up to it. A file in
-    which no frame decodes (missing, empty, not a video, truncated before the first frame, or an
-    MP4 cut before its moov index) always raises :class:`MediaError` from the constructor, which
-    decodes the first frame as a probe.
-
-    Attributes: ``path``, ``fps`` (float), ``frame_rate`` (the exact :class:`~fractions.Fraction`),
-    ``size`` = (width, height) as displayed (rotation metadata applied), ``width``, ``height``,
-    ``has_audio``, ``duration`` (seconds from the container, or None), ``is_folder``, ``num_frames``
-    (see its docstring), ``estimated_num_frames`` (for progress bars).
-
-    Iterating yields uint8 ``(H, W, 3)`` RGB frames one at a time, in timestamp order (a variable
-    frame rate clip gives every frame it stores, none duplicated or dropped); each ``iter()`` starts
-    a new decode from the first frame, closed when the iterator is closed or garbage-collected.
-    Nothing is cached, so memory stays at about one frame.
+    Attributes: ``path``, ``fps`` (float), ``frame_rate`` (exact Fraction), ``size`` = (width,
+    height) as displayed (rotation metadata applied), ``width``, ``height``, ``has_audio``,
+    ``duration`` (seconds, from the container, or None), ``is_folder``, ``num_frames``,
+    ``estimated_num_frames``. Each ``iter()`` decodes from the first frame, in timestamp order, one
+    frame at a time (memory does not grow with length); closing the iterator closes the file.
     """
 
     def __init__(self, path: PathLike, *, fps: float | None = None, strict: bool = False) -> None:
@@ -1052,36 +1037,22 @@ class _AudioTrack:
 
 
 class VideoWriter:
-    """Write frames to a video incrementally and atomically.
+    """Write frames to a video incrementally and atomically; ``path`` picks the format.
 
-    ``path`` picks the format:
+    * ``*.mp4``: H.264 (libx264, quality ``crf``), yuv420p, exactly ``fps`` frames per second; an odd
+      width/height is padded by one repeated column/row. ``keyframe_interval`` (frames; x264's
+      default 250) bounds what random access decodes: 25 trains about as fast as PNG frames.
+    * ``*.gif``: a palette per frame (ordered dithering), looping; delays in 1/100 s alternate so
+      that the average rate is exact.
+    * a path ending in ``/`` (``pathlib`` drops it: pass ``str(p) + '/'``) or naming a folder:
+      lossless PNG frames ``00000.png``, ... with the rate in a text chunk ``fps``.
 
-    * ``*.mp4``: H.264 (libx264, ``crf``: 0 lossless, 18 visually lossless, 23 x264's default), yuv420p,
-      exactly ``fps`` frames per second. ``keyframe_interval`` (frames; default x264's 250) bounds what
-      random access must decode: 25 makes a clip train about as fast as PNG frames (docs/media.md).
-      yuv420p needs even dimensions: an odd width/height is padded by repeating the last
-      column/row, so the file is at most one pixel larger than the frames (a documented deviation).
-    * ``*.gif``: 256-colour GIF with a palette per frame (ordered dithering, streamed: no frame is
-      buffered), looping. GIF stores delays in 1/100 s, so rates like 30 fps are written as
-      alternating 3/4 cs delays (average exact).
-    * a path ending in ``/`` (or the OS separator; ``pathlib`` drops it, so pass ``str(p) + '/'``)
-      or naming an existing folder: a folder of lossless PNG frames ``00000.png``,
-      ``00001.png``, ...; the frame rate is stored as a PNG text chunk ``fps`` that
-      :class:`VideoReader` reads back.
-
-    Frames passed to :meth:`write` are ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, 1)`` grayscale, or a
-    batch ``(B, H, W, 3)``), uint8 or float in ``[0, 1]`` (clipped, rounded); all must have the size
-    of the first one.
-
-    The output is built under a temporary name beside ``path`` and renamed onto it by :meth:`close`
-    (or a clean exit from the ``with`` block); on an exception inside the ``with`` block, or
-    :meth:`abort`, nothing is left at ``path`` and the temporary file is removed. Missing parent
-    folders are created, with the permissions the umask gives.
-
-    ``audio_from``: a media file whose first audio track goes into the mp4 (packets copied when the
-    codec fits mp4, else re-encoded to AAC), cut to the video's duration. A source without an audio
-    track (a folder of frames included), or a GIF / PNG-folder destination, gives a
-    :class:`MediaWarning` and a silent output.
+    :meth:`write` takes ``(H, W[, C])`` frames or ``(B, H, W, C)`` batches, uint8 or float in [0, 1],
+    all of the first frame's size. The output is built beside ``path`` under a temporary name and
+    renamed onto it by :meth:`close` (or a clean ``with`` exit); an exception or :meth:`abort` leaves
+    nothing. ``audio_from``: that file's first audio track goes into the mp4, cut to the video's
+    length (copied when mp4 holds its codec, else re-encoded to AAC); no audio track, a folder of
+    frames, or a GIF / PNG destination gives a :class:`MediaWarning` and a silent output.
     """
 
     def __init__(self, path: PathLike, fps: float | Fraction, *, audio_from: PathLike | None = None,
@@ -1185,15 +1156,15 @@ class VideoWriter:
         self.frames_written += 1
 
     def _write_png(self, frame: np.ndarray) -> None:
-        from PIL import Image, PngImagePlugin
+        from PIL import PngImagePlugin
 
         info = PngImagePlugin.PngInfo()
         info.add_text('fps', repr(float(self.fps)))
         name = os.path.join(self._tmp, f'{self.frames_written:05d}.png')
         try:
-            Image.fromarray(frame).save(name, pnginfo=info, compress_level=3)  # ~3x faster than 6, ~7% larger
-        except OSError as err:
-            raise self._write_error(err.strerror or str(err)) from None
+            write_image(name, frame, pnginfo=info, compress_level=3)  # ~3x faster than 6, ~7% larger
+        except MediaError as err:
+            raise self._write_error(err.reason) from None
 
     def _open_output(self) -> None:
         """Open the container and its streams: sizes are known from the first frame."""
