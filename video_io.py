@@ -1326,3 +1326,8 @@ class VideoWriter:
         with contextlib.suppress(Exception):
             if not self._closed:
                 self.abort()
+
+
+# Earlier private names, kept for code written against them.
+_read_image_array = read_image
+_list_frame_files = list_frame_files
