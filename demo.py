@@ -28,7 +28,7 @@ Inputs and output
                           ending in '/' for lossless PNG frames. Missing folders are created; the
                           file appears only once complete (nothing is left behind on error).
   --audio                 copy the driving video's audio track into the .mp4 result (a video
-                          without audio gives a note and a silent result).
+                          without audio, or a folder of frames, gives a note and a silent result).
 
 Motion
   --mode MODE             FOMM: standard | relative (default standard, as the reference without
@@ -485,21 +485,29 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         note(f'--best_frame / --find_best_frame only matter in relative mode (mode is {mode}); ignored')
         args.best_frame, args.find_best_frame = None, False
 
-    compose = None
-    if args.crop:
-        source, reader, compose = crop_inputs(args, img_shape, device)
-    else:
-        source = load_image(args.source_image, size=img_shape)
-        reader = VideoReader(args.driving_video, strict=True)
-    try:
-        if animator is None:
-            animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
-                                           compile=args.compile, calibration_frames=args.calibration_frames,
-                                           need_avd=mode == 'avd')
-        initial = reference_frame(args, reader, source, img_shape, device, batch_size)
-    except BaseException:
-        reader.close()
-        raise
+    # Notes about the inputs (an image squeezed to another aspect ratio, ...) wait until every input
+    # has loaded: a bad input still gets exactly one line.
+    with warnings.catch_warnings(record=True) as early_notes:
+        warnings.simplefilter('always', MediaWarning)
+        compose = None
+        if args.crop:
+            source, reader, compose = crop_inputs(args, img_shape, device)
+        else:
+            source = load_image(args.source_image, size=img_shape)
+            reader = VideoReader(args.driving_video, strict=True)
+        try:
+            if not args.crop:   # (cropping has decoded the whole video already)
+                reader.check_tail()   # a damaged end fails now, not after animating everything before it
+            if animator is None:
+                animator = Animator.from_files(config_path, checkpoint_path, device=device, precision=args.precision,
+                                               compile=args.compile, calibration_frames=args.calibration_frames,
+                                               need_avd=mode == 'avd')
+            initial = reference_frame(args, reader, source, img_shape, device, batch_size)
+        except BaseException:
+            reader.close()
+            raise
+    for early in early_notes:
+        warnings.showwarning(early.message, early.category, early.filename, early.lineno)
     stats = run_animation(animator, source, reader, args.result_video, mode=mode, adapt_scale=adapt,
                           initial=initial, batch_size=batch_size, img_shape=img_shape,
                           audio_from=args.driving_video if args.audio else None, quiet=args.quiet,

@@ -56,6 +56,7 @@ def atomic_dir(path: str) -> Iterator[str]:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(path) + '.', suffix='.part', dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())     # mkdtemp creates 0700; give the folder normal permissions
         yield tmp
         if os.path.isdir(path):
             old = path + '.old'

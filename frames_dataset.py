@@ -2,14 +2,15 @@
 
 `FramesDataset` keeps the reference data semantics (the same config keys, the same split rules,
 the same item dictionaries) but reads far less data: a training item needs two frames, so only
-those two are decoded (two files of a frame folder, two tiles of a strip image, and for
-mp4/mov an ffmpeg decode that stops right after the later of the two frames).
+those two are decoded (two files of a frame folder, two tiles of a strip image, and for video
+files each frame from the keyframe before it, skipping the frames nothing refers to).
 
-Video formats, each giving float32 (H, W, 3) frames in [0, 1] (grayscale -> RGB, alpha dropped):
+Video formats, each giving float32 (H, W, 3) frames in [0, 1] (grayscale -> RGB, alpha dropped),
+all read through `video_io` (PyAV for video files):
 
-* a folder of image files, frames in file-name order (zero-padded names sort correctly);
+* a folder of image files, frames in natural name order (`2.png` before `10.png`);
 * a single .png/.jpg "strip" with the frames side by side, each `frame_shape` wide;
-* .mp4/.mov/.avi/.mkv/.webm files (decoded by the ffmpeg binary of imageio-ffmpeg) and .gif.
+* .mp4/.mov/.avi/.mkv/.webm and .gif files (rotation metadata applied, as players do).
 
 Layouts: `root_dir/train` + `root_dir/test` when they exist, otherwise a seeded 80/20 random
 split of the entries of `root_dir` (the same permutation sklearn's `train_test_split` makes).
@@ -17,31 +18,27 @@ Names starting with '.' are ignored, which keeps half-written temporary outputs 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
 import os
-import re
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import torch
-from PIL import Image
 from skimage.transform import resize as sk_resize
 from skimage.util import img_as_float32
 from torch.utils.data import Dataset
 
+import video_io
 from augmentation import AllAugmentationTransform, UnknownKeyError, check_param_keys
+from video_io import MediaError
 
 __all__ = [
     'DATASET_PARAM_KEYS',
     'DatasetRepeater',
-    'FfmpegInfo',
     'FramesDataset',
     'PairedDataset',
     'UnknownKeyError',
@@ -50,7 +47,6 @@ __all__ = [
     'build_dataset',
     'count_frames',
     'list_videos',
-    'probe_ffmpeg',
     'read_frames',
     'split_videos',
     'to_float_rgb',
@@ -58,11 +54,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FRAME_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+FRAME_EXTENSIONS = video_io.IMAGE_EXTENSIONS
 STRIP_EXTENSIONS = ('.png', '.jpg', '.jpeg')
-FFMPEG_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm')
-GIF_EXTENSIONS = ('.gif',)
-VIDEO_FILE_EXTENSIONS = STRIP_EXTENSIONS + FFMPEG_EXTENSIONS + GIF_EXTENSIONS
+VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif')
+VIDEO_FILE_EXTENSIONS = STRIP_EXTENSIONS + VIDEO_EXTENSIONS
 
 # Consecutive undecodable training videos tolerated before giving up: one bad file among
 # thousands should not stop an epoch, but a data set where nothing decodes must fail loudly.
@@ -126,29 +121,20 @@ def _normalise_frame_shape(frame_shape: Sequence[int] | None) -> FrameShape | No
 
 
 # --------------------------------------------------------------------------------------------
-# Readers: count frames cheaply, decode only the frames asked for.
+# Readers: count frames cheaply, decode only the frames asked for (video_io does the decoding).
 
 
 def _video_kind(path: str) -> str:
-    """Classify `path` as 'folder', 'strip', 'ffmpeg' or 'gif' (the reader it needs)."""
+    """Classify `path` as 'folder', 'strip' or 'video' (the reader it needs)."""
     if os.path.isdir(path):
         return 'folder'
     ext = os.path.splitext(path)[1].lower()
     if ext in STRIP_EXTENSIONS:
         return 'strip'
-    if ext in FFMPEG_EXTENSIONS:
-        return 'ffmpeg'
-    if ext in GIF_EXTENSIONS:
-        return 'gif'
+    if ext in VIDEO_EXTENSIONS:
+        return 'video'
     raise VideoReadError(path, f'unsupported video format {ext!r} (expected a folder of frames or one of '
                                f'{", ".join(VIDEO_FILE_EXTENSIONS)})')
-
-
-def _frame_files(folder: str) -> list[str]:
-    """Image files of a frame folder in name order, skipping hidden and non-image files."""
-    names = sorted(n for n in os.listdir(folder)
-                   if not n.startswith('.') and os.path.splitext(n)[1].lower() in FRAME_EXTENSIONS)
-    return [os.path.join(folder, n) for n in names]
 
 
 def _strip_tile_width(path: str, height: int, width: int, frame_shape: FrameShape | None) -> int:
@@ -171,155 +157,57 @@ def _strip_tile_width(path: str, height: int, width: int, frame_shape: FrameShap
     return tile
 
 
-@dataclass(frozen=True)
-class FfmpegInfo:
-    """What one ffmpeg probe pass learns about a video file: its decoded frame count and size."""
-
-    num_frames: int
-    width: int
-    height: int
-
-
-def _ffmpeg_command(path: str, *output: str) -> list[str]:
-    """ffmpeg reading the first video stream of `path`, with the given output options.
-
-    Probe and read use the same input and mapping, so the counted frames are the read frames
-    (both outputs are timestamp-less muxers, for which ffmpeg passes frames through 1:1).
-    """
-    return [imageio_ffmpeg.get_ffmpeg_exe(), '-nostdin', '-hide_banner', '-i', path, '-map', '0:v:0', *output]
-
-
-def _log_tail(log: str, lines: int = 4) -> str:
-    return ' | '.join(line.strip() for line in log.strip().splitlines()[-lines:])
-
-
-def probe_ffmpeg(path: str) -> FfmpegInfo:
-    """Count frames and read the frame size with one ffmpeg pass that decodes but converts nothing.
-
-    Container metadata (duration x fps) is only an estimate, and sampling an index past the end
-    would fail; a decode pass is exact. Callers cache the result per file.
-    """
-    result = subprocess.run(_ffmpeg_command(path, '-f', 'null', '-'), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    log = result.stderr.decode(errors='replace').replace('\r', '\n')
-    if result.returncode != 0:
-        raise VideoReadError(path, f'ffmpeg exited with code {result.returncode}: {_log_tail(log)}')
-    output_section = log.split('Output #0', 1)[-1]
-    size = re.search(r'Video:.*?\b(\d{1,5})x(\d{1,5})\b', output_section)
-    frames = re.findall(r'frame=\s*(\d+)', log)
-    if size is None or not frames:
-        raise VideoReadError(path, f'could not find the frame size and count in the ffmpeg log: {_log_tail(log)}')
-    return FfmpegInfo(num_frames=int(frames[-1]), width=int(size.group(1)), height=int(size.group(2)))
-
-
-def _cached_ffmpeg_info(path: str, cache: dict[str, Any] | None) -> FfmpegInfo:
-    if cache is not None and isinstance(cache.get(path), FfmpegInfo):
-        return cache[path]
-    info = probe_ffmpeg(path)
-    if cache is not None:
-        cache[path] = info
-    return info
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Turn any decoding failure into a VideoReadError naming `path`."""
+    try:
+        yield
+    except VideoReadError:
+        raise
+    except MediaError as err:
+        raise VideoReadError(path, err.reason or str(err)) from err
+    except Exception as err:  # decoders raise many types (OSError, RuntimeError, ValueError...)
+        raise VideoReadError(path, f'{type(err).__name__}: {err}') from err
 
 
 def count_frames(path: str, frame_shape: FrameShape | None = None, cache: dict[str, Any] | None = None) -> int:
-    """Number of frames of the video at `path`, without decoding pixels where the format allows.
+    """Number of frames of the video at `path`.
 
-    Folders and strips are counted from the listing / image header. mp4-like files need one
-    ffmpeg decode pass (without the costly RGB conversion and pipe) and GIFs a pass over their
-    frames, so those results are kept in `cache` when one is given (one dict per data set).
-    Raises VideoReadError for unreadable files.
+    Folders are counted from their listing, strips from their width, video files from their packets
+    (one pass that reads but does not decode the file; video_io keeps the result per file).
+    `cache` (one dict per data set) keeps the counts. Raises VideoReadError for unreadable files.
     """
+    if cache is not None and path in cache:
+        return cache[path]
     kind = _video_kind(path)
-    if kind == 'folder':
-        return len(_frame_files(path))
-    if kind == 'ffmpeg':
-        return _cached_ffmpeg_info(path, cache).num_frames
-    try:
+    with _reading(path):
         if kind == 'strip':
-            with Image.open(path) as image:
-                width, height = image.size
-            return width // _strip_tile_width(path, height, width, frame_shape)
-        if cache is not None and path in cache:
-            return cache[path]
-        n = int(iio.improps(path, index=None).shape[0])  # gif
-    except VideoReadError:
-        raise
-    except Exception as err:  # decoders raise many types (OSError, RuntimeError, ValueError...)
-        raise VideoReadError(path, f'{type(err).__name__}: {err}') from err
+            height, width = video_io.read_image(path).shape[:2]
+            n = width // _strip_tile_width(path, height, width, frame_shape)
+        else:
+            n = video_io.count_frames(path)
     if cache is not None:
         cache[path] = n
     return n
 
 
-def _read_ffmpeg(path: str, wanted: Sequence[int] | None, cache: dict[str, Any] | None) -> dict[int, np.ndarray]:
-    """Decode frames with ffmpeg sequentially, stopping after the last wanted index.
-
-    Sequential decoding is exact by construction (timestamp seeking can land one frame off on
-    some files) and stopping early skips every frame after the later of the two training frames.
-    Returns uint8 (H, W, 3) frames keyed by index; all frames when `wanted` is None.
-    """
-    info = _cached_ffmpeg_info(path, cache)
-    frame_bytes = info.width * info.height * 3
-    wanted_set = None if wanted is None else set(int(i) for i in wanted)
-    last = None if wanted_set is None else max(wanted_set)
-    out: dict[int, np.ndarray] = {}
-    command = _ffmpeg_command(path, '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1')
-    # stderr goes to a file, not a pipe: a chatty ffmpeg can then never block on a full pipe.
-    with tempfile.TemporaryFile() as log, subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                                           stdout=subprocess.PIPE, stderr=log) as process:
-        assert process.stdout is not None
-        index = 0
-        try:
-            while last is None or index <= last:
-                buffer = process.stdout.read(frame_bytes)
-                if len(buffer) < frame_bytes:
-                    if buffer:
-                        raise VideoReadError(path, f'ffmpeg produced a partial frame ({len(buffer)} of {frame_bytes} '
-                                                   f'bytes); the probed size {info.width}x{info.height} is wrong')
-                    break
-                if wanted_set is None or index in wanted_set:
-                    out[index] = np.frombuffer(buffer, dtype=np.uint8).reshape(info.height, info.width, 3)
-                index += 1
-        finally:
-            if process.poll() is None:
-                process.kill()  # we have what we need; the rest of the video is never decoded
-        return_code = process.wait()
-        if last is None and return_code != 0:
-            log.seek(0)
-            raise VideoReadError(path, f'ffmpeg exited with code {return_code}: '
-                                       f'{_log_tail(log.read().decode(errors="replace"))}')
-    return out
-
-
-def _read_gif(path: str, wanted: Sequence[int] | None) -> dict[int, np.ndarray]:
-    """Decode GIF frames in order, stopping after the last wanted one (GIF frames are deltas)."""
-    wanted_set = None if wanted is None else set(int(i) for i in wanted)
-    last = None if wanted_set is None else max(wanted_set)
-    out: dict[int, np.ndarray] = {}
-    for i, frame in enumerate(iio.imiter(path, mode='RGB')):
-        if wanted_set is None or i in wanted_set:
-            out[i] = frame
-        if last is not None and i >= last:
-            break
-    return out
-
-
-def _read_raw(path: str, kind: str, indices: Sequence[int] | None, frame_shape: FrameShape | None,
-              cache: dict[str, Any] | None) -> dict[int, np.ndarray]:
+def _read_raw(path: str, kind: str, indices: Sequence[int] | None,
+              frame_shape: FrameShape | None) -> dict[int, np.ndarray]:
     """Decoded (not yet converted) frames of `path` keyed by index; all frames when `indices` is None."""
-    if kind == 'folder':
-        files = _frame_files(path)
-        chosen = range(len(files)) if indices is None else sorted(i for i in set(indices) if i < len(files))
-        return {i: iio.imread(files[i]) for i in chosen}
     if kind == 'strip':
-        image = iio.imread(path)  # (H, n*W[, C]); a PNG cannot be partially decoded
+        image = video_io.read_image(path)  # (H, n*W, 3); a PNG cannot be partially decoded
         tile = _strip_tile_width(path, image.shape[0], image.shape[1], frame_shape)
         count = image.shape[1] // tile
         chosen = range(count) if indices is None else sorted(i for i in set(indices) if i < count)
         return {i: image[:, i * tile:(i + 1) * tile] for i in chosen}
-    if kind == 'ffmpeg':
-        return _read_ffmpeg(path, indices, cache)
-    return _read_gif(path, indices)
+    if indices is None and kind == 'video':
+        return dict(enumerate(video_io.VideoReader(path, strict=True)))
+    if indices is None:
+        indices = range(len(video_io.list_frame_files(path)))
+    try:
+        return video_io.read_frames(path, indices)
+    except IndexError:
+        return {}  # reported with the frame count by read_frames below
 
 
 def read_frames(path: str, indices: Sequence[int] | None = None, frame_shape: FrameShape | None = None,
@@ -329,20 +217,16 @@ def read_frames(path: str, indices: Sequence[int] | None = None, frame_shape: Fr
     Returns float32 (len(indices) or T, H, W, 3) in [0, 1], resized to `frame_shape` when given.
     Only the requested frames are decoded (see module docstring). Raises VideoReadError naming
     the file on any decoding problem, including an index past the end. `cache` is the same
-    per-data-set dict as for `count_frames` (it holds the ffmpeg probe of mp4-like files).
+    per-data-set dict as for `count_frames`.
     """
     kind = _video_kind(path)
     if indices is not None:
         indices = [int(i) for i in indices]
         if not indices or any(i < 0 for i in indices):
             raise ValueError(f'frame indices must be a non-empty list of ints >= 0 (or None for all), got {indices}')
-    try:
-        raw = _read_raw(path, kind, indices, frame_shape, cache)
+    with _reading(path):
+        raw = _read_raw(path, kind, indices, frame_shape)
         converted = {i: fit_frame(to_float_rgb(frame), frame_shape) for i, frame in raw.items()}
-    except VideoReadError:
-        raise
-    except Exception as err:  # decoders raise many types (OSError, RuntimeError, ValueError...)
-        raise VideoReadError(path, f'{type(err).__name__}: {err}') from err
     order = sorted(converted) if indices is None else indices
     if not order:
         raise VideoReadError(path, 'the video has no frames')
@@ -473,7 +357,7 @@ class FramesDataset(Dataset):
             self.videos = list(names)
         self.transform = (AllAugmentationTransform.from_params(augmentation_params)
                           if self.is_train and augmentation_params is not None else None)
-        self._probe_cache: dict[str, Any] = {}  # path -> FfmpegInfo / GIF frame count
+        self._probe_cache: dict[str, int] = {}  # path -> frame count
         self._warned: set[str] = set()
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None

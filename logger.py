@@ -452,9 +452,9 @@ class Logger:
             except Exception:  # noqa: BLE001 - visualisation must not kill a training run
                 warnings.warn('visualisation failed:\n' + traceback.format_exc())
             else:
-                import imageio.v2 as imageio
+                from video_io import write_image
                 with atomic_path(self.visualization_path(epoch)) as tmp:
-                    imageio.imwrite(tmp, image, format='png')
+                    write_image(tmp, image)
                 if self._writer is not None:
                     self._writer.add_image('reconstruction', image, epoch, dataformats='HWC')
         if self._writer is not None:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -24,7 +23,7 @@ from animate import Animator, required_networks, to_uint8, video_stem
 from fileio import atomic_path
 from logger import Visualizer
 from modules.checkpoint import load_models
-from video_io import VideoWriter
+from video_io import VideoWriter, write_image
 
 log = logging.getLogger('reconstruction')
 
@@ -105,7 +104,7 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                 faces.score_video(item['name'], real, predictions)
         name = video_stem(item['name'])
         with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
-            iio.imwrite(tmp, to_uint8(np.concatenate(list(predictions), axis=1)))
+            write_image(tmp, to_uint8(np.concatenate(list(predictions), axis=1)))
         if visualize:
             with VideoWriter(os.path.join(out_dir, name + fmt), fps=25) as writer:
                 for frame in frames_vis:

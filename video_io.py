@@ -1,48 +1,39 @@
-"""Image and video input/output for the animation CLI (`demo.py`) and for evaluation.
+"""Image and video input/output: every video, and every image the project reads, goes through here.
 
-Everything that touches a media file goes through this module, so the rest of the project sees
-only numpy arrays:
+* images: :func:`load_image` (float32 RGB in [0, 1], optionally resized), :func:`read_image`.
+* resizing: :func:`resize_frame` / :func:`resize_frames` equal ``skimage.transform.resize(img, (h, w),
+  anti_aliasing=True)`` (the references' call) to float32 rounding, about 10x faster.
+* videos: :class:`VideoReader` streams uint8 ``(H, W, 3)`` RGB frames of a video file or a folder of
+  frames; :func:`read_frames` decodes chosen frames only (random access for training).
+* writing: :class:`VideoWriter` writes H.264 ``.mp4``, ``.gif`` or PNG folders, incrementally and
+  atomically, optionally with another file's audio.
 
-* images:  :func:`load_image` -> float32 ``(H, W, 3)`` RGB in ``[0, 1]``.
-* resizing: :func:`resize_frame` / :func:`resize_frames` reproduce
-  ``skimage.transform.resize(img, (h, w), anti_aliasing=True)`` (the call the FOMM/TPSMM reference
-  code makes) to float32 rounding, about 10x faster.
-* videos:  :class:`VideoReader` streams uint8 ``(H, W, 3)`` RGB frames from a video file (anything
-  the bundled ffmpeg decodes: mp4, mov, avi, webm, mkv, gif, ...) or from a folder of image frames,
-  one frame at a time; :meth:`VideoReader.iter_batches` yields resized float batches.
-* writing: :class:`VideoWriter` writes H.264 ``.mp4``, ``.gif`` or a folder of PNG frames,
-  incrementally and atomically, optionally copying the audio track of another file into the mp4.
-
-Errors. Every problem with a user-supplied file (missing, empty, not an image, not a video, truncated,
-unreadable, unwritable) raises :class:`MediaError` whose single-line message names the file and the
-problem, so a CLI can print ``str(err)`` and exit non-zero. Programming errors (wrong array shapes or
-dtypes, bad arguments) raise ``ValueError`` / ``TypeError`` as usual. Non-fatal notes (audio that
-cannot be copied, a video whose tail could not be decoded) are issued as :class:`MediaWarning`
-through :mod:`warnings`.
-
-Video decoding and encoding run the ffmpeg executable shipped with ``imageio-ffmpeg``
-(``imageio_ffmpeg.get_ffmpeg_exe()``) as a subprocess, piping raw RGB frames; no ffprobe or PyAV
-is needed.
+Videos are decoded and encoded in-process by PyAV (FFmpeg's libraries): no ffmpeg process, no log
+parsing. docs/media.md describes the behaviour (rates, counts, rotation, random access, audio).
+Problems with a file raise :class:`MediaError`, one line naming the file and the problem; programming
+errors raise ``ValueError`` / ``TypeError``; non-fatal notes are :class:`MediaWarning` warnings.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import math
 import os
 import re
-import subprocess
-import tempfile
-import time
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Sequence, Union
 
 import numpy as np
 
 from fileio import atomic_dir, atomic_path
+
+if TYPE_CHECKING:
+    import av
 
 __all__ = [
     'IMAGE_EXTENSIONS',
@@ -52,9 +43,13 @@ __all__ = [
     'VideoWriter',
     'count_frames',
     'ffmpeg_exe',
+    'list_frame_files',
     'load_image',
+    'read_frames',
+    'read_image',
     'resize_frame',
     'resize_frames',
+    'write_image',
 ]
 
 PathLike = Union[str, 'os.PathLike[str]']
@@ -66,11 +61,20 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 #: Frame rate reported for a folder of frames that does not record one (and no ``fps`` was given).
 DEFAULT_FOLDER_FPS = 25.0
 
-_HEADER_TIMEOUT_S = 60.0  # how long ffmpeg may take to open an input and print its stream header
+#: An aspect ratio changed by more than this fraction by a resize gets a note (410x412 -> 256x256 does not).
+ASPECT_NOTE_TOLERANCE = 0.01
 
 
 class MediaError(Exception):
-    """A media file could not be read or written; the message names the file and the problem."""
+    """A media file could not be read or written; the message names the file and the problem.
+
+    ``path`` and ``reason`` hold the file and the problem on their own (for callers that word the
+    message differently); both may be None for errors raised outside this module.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 class MediaWarning(UserWarning):
@@ -86,17 +90,22 @@ def _show(path: PathLike) -> str:
     return repr(os.fspath(path))
 
 
+def _error(what: str, path: PathLike, reason: str, verb: str = 'read') -> MediaError:
+    """``MediaError('cannot read video 'x.mp4': reason')`` with its parts attached."""
+    return MediaError(f'cannot {verb} {what} {_show(path)}: {reason}', path=os.fspath(path), reason=reason)
+
+
 def _check_input_file(path: PathLike, what: str) -> str:
     """Return ``path`` as str after checking it is an existing, readable, non-empty file."""
     p = os.fspath(path)
     if not os.path.exists(p):
-        raise MediaError(f'cannot read {what} {_show(p)}: no such file')
+        raise _error(what, p, 'no such file')
     if os.path.isdir(p):
-        raise MediaError(f'cannot read {what} {_show(p)}: it is a folder, not a file')
+        raise _error(what, p, 'it is a folder, not a file')
     if not os.access(p, os.R_OK):
-        raise MediaError(f'cannot read {what} {_show(p)}: permission denied')
+        raise _error(what, p, 'permission denied')
     if os.path.getsize(p) == 0:
-        raise MediaError(f'cannot read {what} {_show(p)}: the file is empty (0 bytes)')
+        raise _error(what, p, 'the file is empty (0 bytes)')
     return p
 
 
@@ -115,14 +124,28 @@ def _check_fps(fps: float | Fraction) -> float | Fraction:
     return fps
 
 
+def _exact_rate(fps: float | Fraction) -> Fraction:
+    """``fps`` as a fraction; floats such as 29.97002997 become 30000/1001."""
+    return Fraction(fps).limit_denominator(1_001_000)
+
+
+def _note_resize(path: PathLike, what: str, old: tuple[int, int], new: tuple[int, int]) -> None:
+    """A MediaWarning when resizing ``old`` = (h, w) to ``new`` changes the aspect ratio."""
+    (h0, w0), (h1, w1) = old, new
+    if abs((w1 / h1) / (w0 / h0) - 1) > ASPECT_NOTE_TOLERANCE:
+        warnings.warn(f'{what} {_show(path)} was resized from {w0}x{h0} to the animation size {w1}x{h1}: '
+                      f'its aspect ratio changed (crop it to {w1}:{h1} first to avoid distortion)',
+                      MediaWarning, stacklevel=3)
+
+
 # ----------------------------------------------------------------------------------------------
 # Images
 # ----------------------------------------------------------------------------------------------
 
-def _read_image_array(path: PathLike) -> np.ndarray:
+def read_image(path: PathLike) -> np.ndarray:
     """Decode an image file to an ``(H, W, 3)`` array: uint8, uint16 (16-bit sources) or float32.
 
-    See :func:`load_image` for the conversion rules.
+    See :func:`load_image` for the conversion rules (grayscale to RGB, alpha dropped, EXIF applied).
     """
     from PIL import Image, ImageOps
 
@@ -152,17 +175,30 @@ def _read_image_array(path: PathLike) -> np.ndarray:
     except MediaError:
         raise
     except Image.UnidentifiedImageError:
-        raise MediaError(f'cannot read image {_show(p)}: not an image file (format not recognised)') from None
+        raise _error('image', p, 'not an image file (format not recognised)') from None
     except Image.DecompressionBombError as err:
-        raise MediaError(f'cannot read image {_show(p)}: {err}') from None
+        raise _error('image', p, str(err)) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as err:
-        reason = str(err) or type(err).__name__
-        raise MediaError(f'cannot read image {_show(p)}: damaged or truncated image ({reason})') from None
+        raise _error('image', p, f'damaged or truncated image ({str(err) or type(err).__name__})') from None
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise MediaError(f'cannot read image {_show(p)}: the image has zero size')
+        raise _error('image', p, 'the image has zero size')
     return np.ascontiguousarray(arr)
+
+
+def write_image(path: PathLike, image: np.ndarray, **options) -> None:
+    """Write an ``(H, W[, 3])`` image, uint8 or float in [0, 1]; the format follows the extension.
+
+    ``options`` go to Pillow (e.g. ``compress_level=3`` for faster, slightly larger PNGs). Not atomic
+    by itself: write into ``fileio.atomic_path`` / ``atomic_dir``.
+    """
+    from PIL import Image
+
+    try:
+        Image.fromarray(_to_uint8(np.asarray(image))).save(os.fspath(path), **options)
+    except OSError as err:
+        raise _error('image', path, err.strerror or str(err), verb='write') from None
 
 
 def _to_float01(arr: np.ndarray) -> np.ndarray:
@@ -201,11 +237,13 @@ def load_image(path: PathLike, size: tuple[int, int] | None = None) -> np.ndarra
     * The EXIF orientation tag is applied, so phone photos come out upright (the references'
       ``imageio.imread`` ignores it).
 
-    ``size=(h, w)``, if given, resizes with :func:`resize_frame` (skimage-equivalent anti-aliasing).
-    Raises :class:`MediaError` for a missing, empty, unreadable, non-image or damaged file.
+    ``size=(h, w)``, if given, resizes with :func:`resize_frame` (skimage-equivalent anti-aliasing);
+    a :class:`MediaWarning` says so when that changes the aspect ratio (a stretched face animates
+    worse). Raises :class:`MediaError` for a missing, empty, unreadable, non-image or damaged file.
     """
-    img = _to_float01(_read_image_array(path))
+    img = _to_float01(read_image(path))
     if size is not None:
+        _note_resize(path, 'image', img.shape[:2], _check_size(size))
         img = resize_frame(img, size)
     return img
 
@@ -329,255 +367,301 @@ def resize_frames(frames: np.ndarray, size: Sequence[int], *, method: ResizeMeth
 
 
 # ----------------------------------------------------------------------------------------------
-# ffmpeg plumbing
+# Opening videos (PyAV)
 # ----------------------------------------------------------------------------------------------
+
+def _av():
+    """The PyAV module, imported on first use (image-only callers never pay for it)."""
+    import av
+
+    return av
+
 
 @functools.lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
-    """Path of the ffmpeg executable bundled with imageio-ffmpeg."""
+    """Path of the ffmpeg program bundled with imageio-ffmpeg.
+
+    This module never runs it (PyAV does all the work in-process); tests use it to make fixtures
+    with a tool independent of the code under test.
+    """
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _ff_url(path: str) -> str:
-    # 'file:' stops ffmpeg from reading 'name:with:colons' as a protocol and '-x.mp4' as an option.
-    return 'file:' + os.path.abspath(path)
+_MP4_BOXES = (b'ftyp', b'moov', b'mdat', b'free', b'wide', b'skip')
 
 
-_LOG_LINE = re.compile(r'^(?:\[[^\]]*\] )*\[(trace|debug|verbose|info|warning|error|fatal|panic)\] ?(.*)$')
-_ERROR_LEVELS = ('error', 'fatal', 'panic')
-_GENERIC_ERRORS = ('Error opening input', 'Error opening output', 'Conversion failed', 'Error while ',
-                   'At least one output file', 'Error parsing options', 'Failed to set value',
-                   'Nothing was written', 'Error closing', 'Terminating thread')
+def _open_failure(path: str, err: Exception) -> str:
+    """Why FFmpeg could not open ``path``, in words (from the error code and the file's first bytes)."""
+    av = _av()
+    if isinstance(err, av.error.InvalidDataError):
+        with open(path, 'rb') as f:
+            head = f.read(12)
+        if head[4:8] in _MP4_BOXES:
+            return ('the MP4/MOV index (moov atom) is missing: the file is truncated, '
+                    'was not finished, or is not a video')
+        return 'not a video: the file content matches no video format FFmpeg knows'
+    return getattr(err, 'strerror', None) or str(err)
 
 
-def _log_lines(text: str) -> list[tuple[str, str]]:
-    """Split ffmpeg stderr produced with ``-loglevel level+...`` into (level, message) pairs."""
-    out = []
-    for line in text.splitlines():
-        m = _LOG_LINE.match(line)
-        if m:
-            out.append((m.group(1), m.group(2)))
-    return out
+def _open_video(path: str) -> tuple['av.container.InputContainer', 'av.video.stream.VideoStream']:
+    """Open ``path`` for decoding: (container, its first video stream). MediaError if impossible."""
+    av = _av()
+    p = _check_input_file(path, 'video')
+    try:
+        container = av.open(p, metadata_errors='ignore')
+    except (av.error.FFmpegError, OSError) as err:
+        raise _error('video', p, _open_failure(p, err)) from None
+    if not container.streams.video:
+        container.close()
+        raise _error('video', p, 'the file contains no video stream')
+    return container, container.streams.video[0]
 
 
-def _error_reason(lines: list[tuple[str, str]]) -> str | None:
-    """The most informative error message in an ffmpeg log, made readable."""
-    errors = [msg.strip() for level, msg in lines if level in _ERROR_LEVELS and msg.strip()]
-    if not errors:
+def _decode_failure(err: Exception) -> str:
+    return f'damaged or truncated data ({getattr(err, "strerror", None) or err})'
+
+
+def _data_missing(stream, path: str) -> str | None:
+    """A reason when the container's index points past the end of the file (a cut-off download/copy)."""
+    entries = stream.index_entries
+    if entries is None or not len(entries):
         return None
-    specific = [e for e in errors if not e.startswith(_GENERIC_ERRORS)]
-    reason = specific[0] if specific else errors[-1].split(': ', 1)[-1]
-    if any('partial file' in e for e in errors):
-        return 'the file is truncated (ffmpeg: partial file)'
-    guessed = any('misdetection possible' in msg for level, msg in lines if level == 'warning')
-    if guessed and ('moov atom not found' in reason or 'Invalid data found' in reason):
-        # ffmpeg picked the demuxer from the extension alone: the bytes match no known format.
-        return 'not a video: the file content matches no video format ffmpeg knows'
-    if 'moov atom not found' in reason:
-        return ('the MP4/MOV index (moov atom) is missing: the file is truncated, '
-                'was not finished, or is not a video')
-    if 'matches no streams' in reason:
-        return 'the file contains no video stream'
-    if 'Invalid data found when processing input' in reason:
-        return 'not a video ffmpeg can decode (invalid data)'
-    return reason
-
-
-@dataclass
-class _InputInfo:
-    """What ffmpeg's header says about input #0."""
-
-    has_audio: bool
-    audio_codec: str | None
-    video_codec: str | None
-    fps: float | None
-    duration: float | None
-
-
-def _parse_fps(value: str, suffix: str) -> float:
-    v = float(value) * (1000.0 if suffix == 'k' else 1.0)
-    # ffmpeg prints rates with two decimals: undo that rounding for the NTSC family (N*1000/1001).
-    n = round(v * 1.001)
-    if abs(v - round(v)) > 0.005 and n > 0 and abs(n / 1.001 - v) < 0.005:
-        return n * 1000.0 / 1001.0
-    return v
-
-
-def _parse_input_info(lines: list[tuple[str, str]]) -> _InputInfo:
-    has_audio = False
-    audio_codec = video_codec = None
-    fps = duration = None
-    in_input = False
-    for level, msg in lines:
-        if level != 'info':
-            continue
-        s = msg.strip()
-        if s.startswith('Input #0'):
-            in_input = True
-            continue
-        if s.startswith(('Output #', 'Stream mapping', 'Input #')):
-            in_input = False
-        if not in_input:
-            continue
-        if s.startswith('Duration:'):
-            m = re.match(r'Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)', s)
-            if m:
-                duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-        elif s.startswith('Stream #') and ' Audio: ' in s:
-            if not has_audio:
-                audio_codec = s.split(' Audio: ', 1)[1].split()[0].strip(',')
-            has_audio = True
-        elif s.startswith('Stream #') and ' Video: ' in s and video_codec is None:
-            video_codec = s.split(' Video: ', 1)[1].split()[0].strip(',')
-            m_fps = re.search(r'(\d+(?:\.\d+)?)(k?) fps', s)
-            m_tbr = re.search(r'(\d+(?:\.\d+)?)(k?) tbr', s)
-            for m in (m_fps, m_tbr):
-                if m and float(m.group(1)) > 0:
-                    fps = _parse_fps(m.group(1), m.group(2))
-                    break
-    return _InputInfo(has_audio, audio_codec, video_codec, fps, duration)
-
-
-def _probe(path: str) -> tuple[_InputInfo, str | None]:
-    """Run ``ffmpeg -i path`` (no output) and parse the header: (info, error reason or None)."""
-    cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'level+info', '-i', _ff_url(path)]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, check=False)
-    lines = _log_lines(proc.stderr.decode('utf-8', 'replace'))
-    info = _parse_input_info(lines)
-    opened = any(level == 'info' and msg.strip().startswith('Input #0') for level, msg in lines)
-    reason = None if opened else (_error_reason(lines) or 'ffmpeg could not open it')
-    return info, reason
-
-
-def _parse_output_size(lines: list[tuple[str, str]]) -> tuple[int, int] | None:
-    """(w, h) of the rawvideo stream ffmpeg will write (after autorotation), if announced yet."""
-    in_output = False
-    for level, msg in lines:
-        s = msg.strip()
-        if s.startswith('Output #0'):
-            in_output = True
-        elif in_output and s.startswith('Stream #') and ' Video: ' in s:
-            m = re.search(r', (\d+)x(\d+)(?=[ ,\[]|$)', s)
-            if m:
-                return int(m.group(1)), int(m.group(2))
+    last = entries[len(entries) - 1]
+    have = os.path.getsize(path)
+    if last.pos >= 0 and last.pos + last.size > have:
+        return f'the file is truncated: its index refers to {last.pos + last.size} bytes, the file has {have}'
     return None
 
 
-class _Decode:
-    """One ffmpeg process decoding input #0's first video stream to rgb24 frames on a pipe.
+def _quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that the frame's display matrix asks for (phone videos)."""
+    return round((frame.rotation or 0) / 90) % 4
 
-    Frames are passed through as decoded (``-fps_mode passthrough``: no frame duplication or
-    dropping for variable frame rate input). stderr goes to an anonymous temporary file (read with
-    ``pread`` so ffmpeg's file offset is untouched), which avoids both pipe deadlocks and threads.
+
+_LOCAL = threading.local()
+
+
+def _frame_array(frame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` RGB of a decoded frame, turned upright as a player shows it.
+
+    ``size`` = the stored (width, height) the first frame had: a stream that changes resolution
+    midway is scaled back to it, as the ffmpeg program does, so every frame has one size.
+    """
+    if getattr(_LOCAL, 'pid', None) != os.getpid():
+        # One converter per thread and process, kept across files: setting one up costs ~1 ms, 10x a
+        # conversion. Single-threaded: a forked DataLoader worker would wait forever on the parent's threads.
+        _LOCAL.reformatter, _LOCAL.pid = _av().video.reformatter.VideoReformatter(), os.getpid()
+    width, height = size if size is not None else (frame.width, frame.height)
+    rgb = _LOCAL.reformatter.reformat(frame, width=width, height=height, format='rgb24', threads=1).to_ndarray()
+    turns = _quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _frame_rate(stream, index: '_Index | None' = None) -> Fraction | None:
+    """Exact average frame rate: frames / duration of the index when given (GIFs), else the container's."""
+    if index is not None and index.duration:
+        return Fraction(len(index.pts)) / (index.duration * stream.time_base)
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate:
+            return Fraction(rate)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Frame index: where each frame is, from one pass over the packets (no decoding)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Index:
+    """A video stream's frames, from its packets: frame ``i`` is the one shown ``i``-th.
+
+    ``pts``: timestamps in display order (a ``range`` at a constant rate: small in memory for big data
+    sets). ``keyframes``: pts of the frames decoding can start from (seeks go by pts: given a dts,
+    the mp4 demuxer lands a group early). ``problem``: why the packets are incomplete, if they are.
+    ``by_order``: no usable timestamps, frames are counted from the start.
     """
 
-    def __init__(self, path: str, extra_args: Sequence[str] = ()) -> None:
+    pts: Sequence[int]
+    keyframes: tuple[int, ...]
+    duration: int
+    problem: str | None
+    by_order: bool = False
+
+    def keyframe_before(self, pts: int) -> int:
+        return self.keyframes[max(bisect.bisect_right(self.keyframes, pts) - 1, 0)]
+
+
+def _compact(values: list[int]) -> Sequence[int]:
+    """``values`` (sorted) as a range when evenly spaced, else as an int64 array."""
+    if len(values) > 1:
+        steps = np.diff(values)
+        if steps[0] > 0 and np.all(steps == steps[0]):
+            return range(values[0], values[-1] + 1, int(steps[0]))
+    return np.asarray(values, dtype=np.int64) if len(values) != 1 else range(values[0], values[0] + 1)
+
+
+def _build_index(path: str) -> _Index:
+    av = _av()
+    container, stream = _open_video(path)
+    with container:
+        # A GIF frame draws over the previous one: decoding can only start at the first frame.
+        seekable = stream.codec_context.name != 'gif'
+        pts: list[int] = []
+        keyframes: list[int] = []
+        duration, problem, by_order = 0, None, False
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:   # end-of-stream marker; edit-list trimmed
+                    continue
+                if packet.is_corrupt:
+                    problem = problem or 'damaged or truncated data'
+                by_order = by_order or packet.pts is None
+                pts.append(len(pts) if by_order else packet.pts)
+                if packet.is_keyframe and (seekable or not keyframes):
+                    keyframes.append(pts[-1])
+                duration += packet.duration or 0
+        except av.error.FFmpegError as err:
+            problem = _decode_failure(err)
+        problem = problem or _data_missing(stream, path)
+    if not pts:
+        raise _error('video', path, problem or 'the video stream has no frames')
+    if by_order or not keyframes or len(set(pts)) < len(pts):
+        pts, keyframes, by_order = list(range(len(pts))), [0], True
+    return _Index(_compact(sorted(pts)), tuple(sorted(keyframes)), duration, problem, by_order)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_index(path: str, size: int, mtime_ns: int) -> _Index:
+    return _build_index(path)
+
+
+def _video_index(path: str) -> _Index:
+    """The index of ``path``, built once per file version (path, size and modification time)."""
+    p = _check_input_file(path, 'video')
+    st = os.stat(p)
+    return _cached_index(os.path.abspath(p), st.st_size, st.st_mtime_ns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------
+
+class _Decoding:
+    """One pass over a video's frames in display order, holding its container open while it runs.
+
+    Decoding goes on past damaged packets, as the ffmpeg program does; ``problem`` keeps the first
+    reason something was wrong, for the caller to report once the frames that decode are out.
+    """
+
+    def __init__(self, path: str) -> None:
         self.path = path
-        self._log = tempfile.TemporaryFile()
-        cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info',
-               '-i', _ff_url(path), '-map', '0:v:0', '-fps_mode', 'passthrough', *extra_args,
-               '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._log, bufsize=1 << 20)
-        self.size: tuple[int, int] | None = None
-        self.info: _InputInfo | None = None
+        self.container, self.stream = _open_video(path)
+        self.stream.codec_context.thread_type = 'AUTO'   # frame threads: a sequential pass decodes several frames at once
+        self.problem: str | None = None
+        self.closed = False
 
-    def log(self) -> list[tuple[str, str]]:
-        fd = self._log.fileno()
-        data = os.pread(fd, os.fstat(fd).st_size, 0).decode('utf-8', 'replace')
-        return _log_lines(data[: data.rfind('\n') + 1])  # complete lines only
-
-    def wait_header(self) -> str | None:
-        """Wait until ffmpeg announces its output stream; return an error reason on failure."""
-        deadline = time.monotonic() + _HEADER_TIMEOUT_S
-        while True:
-            exited = self.proc.poll() is not None
-            lines = self.log()
-            size = _parse_output_size(lines)
-            if size is not None:
-                self.size, self.info = size, _parse_input_info(lines)
-                return None
-            if exited:
-                return _error_reason(lines) or 'ffmpeg could not decode it'
-            if time.monotonic() > deadline:
-                self.close()
-                return f'ffmpeg did not start decoding within {_HEADER_TIMEOUT_S:.0f} s'
-            time.sleep(0.003)
-
-    def frames(self) -> Iterator[np.ndarray]:
-        """Yield frames until the pipe ends; the caller then inspects :meth:`finish`."""
-        assert self.size is not None and self.proc.stdout is not None
-        w, h = self.size
-        nbytes = w * h * 3
-        stdout = self.proc.stdout
-        while True:
-            frame = np.empty((h, w, 3), dtype=np.uint8)
-            view = memoryview(frame).cast('B')
-            got = 0
-            while got < nbytes:
-                n = stdout.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            if got < nbytes:
-                return  # a partial frame at the very end is discarded (ffmpeg only writes whole ones)
-            yield frame
-
-    def finish(self) -> str | None:
-        """After EOF: wait for ffmpeg and return the decoding error reported (if any)."""
-        rc = self.proc.wait()
-        # The whole log: ffmpeg's demuxer thread reads ahead, so an error near the end of a small
-        # file can be logged before the header was even parsed.
-        reason = _error_reason(self.log())
-        if reason is None and rc != 0:
-            reason = f'ffmpeg exited with status {rc}'
-        return reason
+    def frames(self) -> Iterator['av.VideoFrame']:
+        av = _av()
+        codec = self.stream.codec_context
+        try:
+            for packet in self.container.demux(self.stream):
+                if packet.is_corrupt:
+                    self.problem = self.problem or 'damaged or truncated data'
+                try:
+                    yield from codec.decode(packet)
+                except av.error.FFmpegError as err:
+                    self.problem = self.problem or _decode_failure(err)
+        except av.error.FFmpegError as err:   # the demuxer gave up: flush what was decoded
+            self.problem = self.problem or _decode_failure(err)
+            with contextlib.suppress(av.error.FFmpegError):
+                yield from codec.decode(None)
+        self.problem = self.problem or _data_missing(self.stream, self.path)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(Exception):
-            self.proc.stdout.close()  # type: ignore[union-attr]
-        with contextlib.suppress(Exception):
-            self.proc.wait(timeout=10)
-        with contextlib.suppress(Exception):
-            self._log.close()
+        if not self.closed:
+            self.closed = True
+            self.container.close()
 
 
-def _gif_timing(path: str) -> tuple[float | None, int | None]:
-    """(fps, frame count) of a GIF from its per-frame delays, read with Pillow (ffmpeg's guess of a
-    GIF's rate is unreliable when delays alternate, e.g. 3/4/3 cs for 30 fps)."""
-    from PIL import Image
+def _frames_from(container, stream, keyframe: int, seek: bool, remaining: set[int],
+                 by_order: bool) -> Iterator[tuple[int, 'av.VideoFrame']]:
+    """(pts, frame) decoded from ``keyframe`` on; (number, frame) for streams without timestamps."""
+    codec = stream.codec_context
+    if seek:
+        container.seek(keyframe, stream=stream, backward=True)
+        codec.flush_buffers()
+    number = keyframe
+    for packet in container.demux(stream):
+        # Unwanted frames that no other frame refers to (most B-frames) are skipped, not decoded.
+        codec.skip_frame = 'DEFAULT' if by_order or packet.pts in remaining else 'NONREF'
+        for frame in codec.decode(packet):
+            number += 1
+            yield (number - 1 if by_order else frame.pts), frame
 
-    try:
-        with Image.open(path) as im:
-            if im.format != 'GIF':
-                return None, None
-            n = getattr(im, 'n_frames', 1)
-            total_ms = 0.0
-            for i in range(n):
-                im.seek(i)
-                delay = im.info.get('duration')
-                if not delay:
-                    return None, n  # zero/missing delay: players improvise; keep ffmpeg's rate
-                total_ms += float(delay)
-    except Exception:  # noqa: BLE001 - timing is best effort; decoding errors are reported by ffmpeg
-        return None, None
-    return (n * 1000.0 / total_ms if total_ms > 0 else None), n
+
+def _decode_at(path: str, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """Frames ``indices`` of the video at ``path`` (uint8 RGB, upright), decoding as little as possible.
+
+    Each wanted frame is decoded from the keyframe before it, unless decoding is already in that
+    group of pictures. One decoder thread: data set loaders scale with worker processes, and
+    threads would only compete with them.
+    """
+    av = _av()
+    index = _video_index(path)
+    count = len(index.pts)
+    wanted: dict[int, int] = {}   # pts -> frame number
+    for i in set(int(i) for i in indices):
+        if not 0 <= i < count:
+            raise IndexError(f'frame {i} out of range: {_show(path)} has {count} frames')
+        wanted[index.pts[i]] = i
+    remaining, got = set(wanted), {}
+    container, stream = _open_video(path)
+    with container:
+        stream.codec_context.thread_count = 1
+        frames, start = None, None
+        try:
+            for target in sorted(wanted):
+                for retry in (False, True):   # from the very start if the seek landed past the target
+                    keyframe = index.keyframes[0] if retry else index.keyframe_before(target)
+                    if retry or keyframe != start:
+                        seek = start is not None or keyframe != index.keyframes[0]   # GIFs cannot seek
+                        frames = _frames_from(container, stream, keyframe, seek, remaining, index.by_order)
+                        start = keyframe
+                    for pts, frame in frames:
+                        if pts in remaining:
+                            got[pts] = _frame_array(frame)
+                            remaining.discard(pts)
+                        if pts is None or pts >= target:
+                            break
+                    if target in got:
+                        break
+                else:
+                    raise _error('video', path, f'frame {wanted[target]} of {count} could not be decoded'
+                                 f'{": " + index.problem if index.problem else ""}')
+        except av.error.FFmpegError as err:
+            raise _error('video', path, _decode_failure(err)) from None
+    return {wanted[pts]: frame for pts, frame in got.items()}
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading videos
+# Folders of frames
 # ----------------------------------------------------------------------------------------------
 
-def _list_frame_files(folder: str) -> list[str]:
-    names = [n for n in os.listdir(folder)
-             if not n.startswith('.') and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-             and os.path.isfile(os.path.join(folder, n))]
-    names.sort(key=_natural_key)
+_DIGITS_TO_ZERO = str.maketrans('123456789', '000000000')
+
+
+def list_frame_files(folder: PathLike) -> list[str]:
+    """Image files of a frames folder in natural order (``2.png`` before ``10.png``), hidden ones skipped."""
+    folder = os.fspath(folder)
+    with os.scandir(folder) as entries:   # no stat per file: a training sample lists its folder
+        names = [e.name for e in entries
+                 if e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith('.') and e.is_file()]
+    if len({name.translate(_DIGITS_TO_ZERO) for name in names}) > 1:
+        names.sort(key=_natural_key)   # names of one shape (zero-padded numbers) sort right as they are
+    else:
+        names.sort()
     return [os.path.join(folder, n) for n in names]
 
 
@@ -593,80 +677,102 @@ def _folder_fps_tag(first_frame: str) -> float | None:
     return None
 
 
+def read_frames(path: PathLike, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """Frames ``indices`` of a video file or frames folder, decoding only what they need.
+
+    Returns ``{index: frame}``: uint8 ``(H, W, 3)`` RGB for videos (upright), for folders what
+    :func:`read_image` gives (uint8, or uint16 for 16-bit files). A video frame costs decoding from
+    the keyframe before it: clips with keyframes every second are read at about the speed of PNG
+    folders (see docs/media.md). Raises IndexError for an index past the end and MediaError for
+    unreadable files.
+    """
+    p = os.fspath(path)
+    if not os.path.isdir(p):
+        return _decode_at(p, indices)
+    files = list_frame_files(p)
+    out = {}
+    for i in set(int(i) for i in indices):
+        if not 0 <= i < len(files):
+            raise IndexError(f'frame {i} out of range: {_show(p)} has {len(files)} frames')
+        out[i] = read_image(files[i])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading videos
+# ----------------------------------------------------------------------------------------------
+
 class VideoReader:
-    """Stream the frames of a video file or of a folder of image frames.
+    """Stream the frames of a video file (anything FFmpeg decodes) or of a folder of image frames.
 
-    ``path``: a video file ffmpeg can decode (mp4, mov, avi, mkv, webm, gif, ...) or a folder of
-    image frames (``IMAGE_EXTENSIONS``, hidden files ignored, natural sort order so ``2.png`` comes
-    before ``10.png``).
+    ``fps`` overrides the reported rate (frames are never resampled); a folder reports this, else
+    the rate :class:`VideoWriter` stored in its PNGs, else 25. ``strict``: when decoding meets damaged
+    data, every frame that decodes is yielded, then :class:`MediaError` is raised (``True``, for the
+    demo and evaluation) or a :class:`MediaWarning` issued (``False``). :meth:`check_tail` finds such
+    damage up front. A file in which no frame decodes raises :class:`MediaError` from the
+    constructor, which decodes the first frame as a probe.
 
-    ``fps``: overrides the reported frame rate (frames are never resampled). A folder reports, in
-    order: this value, the rate that :class:`VideoWriter` stored in its first PNG, or 25.
-
-    ``strict``: what happens when decoding stops early or ffmpeg reports decoding errors (typically a
-    truncated or damaged file whose beginning is fine): every frame that decodes is yielded, then
-    either a :class:`MediaWarning` is issued (``strict=False``, default: the CLI still produces an
-    animation, a bit shorter) or :class:`MediaError` is raised (``strict=True``, for evaluation).
-    A file in which no frame decodes (missing, empty, not a video, truncated before the first frame,
-    or an MP4 cut before its moov index) always raises :class:`MediaError` from the constructor,
-    which decodes the first frame as a probe.
-
-    Attributes: ``path``, ``fps`` (float), ``size`` = (width, height), ``width``, ``height``,
-    ``has_audio``, ``duration`` (seconds from the container, or None), ``is_folder``,
-    ``num_frames`` (see its docstring), ``estimated_num_frames`` (for progress bars).
-
-    Iterating yields uint8 ``(H, W, 3)`` RGB frames one at a time; each ``iter()`` starts a new
-    decode from the first frame (one ffmpeg process that is killed when the iterator is closed or
-    garbage-collected). Nothing is cached, so memory stays at about one frame.
+    Attributes: ``path``, ``fps`` (float), ``frame_rate`` (exact Fraction), ``size`` = (width,
+    height) as displayed (rotation metadata applied), ``width``, ``height``, ``has_audio``,
+    ``duration`` (seconds, from the container, or None), ``is_folder``, ``num_frames``,
+    ``estimated_num_frames``. Each ``iter()`` decodes from the first frame, in timestamp order, one
+    frame at a time (memory does not grow with length); closing the iterator closes the file.
     """
 
     def __init__(self, path: PathLike, *, fps: float | None = None, strict: bool = False) -> None:
         self.path = os.fspath(path)
         self.strict = strict
-        self._decodes: weakref.WeakSet[_Decode] = weakref.WeakSet()
+        self._decodes: weakref.WeakSet[_Decoding] = weakref.WeakSet()
         self.duration: float | None = None
         self.has_audio = False
         self._num_frames: int | None = None
+        self._container_frames: int | None = None
+        self._noted_resize = False
         if fps is not None:
             _check_fps(fps)
-        if os.path.isdir(self.path):
-            self.is_folder = True
-            self._files = _list_frame_files(self.path)
+        self.is_folder = os.path.isdir(self.path)
+        if self.is_folder:
+            self._files = list_frame_files(self.path)
             if not self._files:
-                raise MediaError(f'cannot read frames folder {_show(self.path)}: it contains no image files '
-                                 f'({", ".join(IMAGE_EXTENSIONS)})')
-            self._first = _to_uint8(_read_image_array(self._files[0]))
-            self.fps = float(fps) if fps is not None else (_folder_fps_tag(self._files[0]) or DEFAULT_FOLDER_FPS)
+                raise _error('frames folder', self.path,
+                             f'it contains no image files ({", ".join(IMAGE_EXTENSIONS)})')
+            self._first = _to_uint8(read_image(self._files[0]))
+            self._stored_size = None
+            rate = fps if fps is not None else (_folder_fps_tag(self._files[0]) or DEFAULT_FOLDER_FPS)
             self._num_frames = len(self._files)
         else:
-            self.is_folder = False
+            if not os.path.exists(self.path):
+                raise _error('video', self.path, 'no such file or folder')
             self._files = []
-            p = os.fspath(path)
-            if not os.path.exists(p):
-                raise MediaError(f'cannot read video {_show(p)}: no such file or folder')
-            _check_input_file(p, 'video')
-            decode = _Decode(p)
-            try:
-                reason = decode.wait_header()
-                first = next(decode.frames(), None) if reason is None else None
-                if first is None:
-                    reason = reason or decode.finish() or 'no frame could be decoded'
-                    raise MediaError(f'cannot read video {_show(p)}: {reason}')
-            finally:
-                decode.close()
-            assert decode.info is not None and first is not None
-            self._first = first
-            info = decode.info
-            self.has_audio = info.has_audio
-            self.duration = info.duration
-            gif_fps, gif_frames = _gif_timing(p) if info.video_codec == 'gif' else (None, None)
-            self._num_frames = gif_frames
-            native = gif_fps or info.fps
-            if fps is None and native is None:
-                warnings.warn(f'video {_show(p)} does not state its frame rate; assuming {DEFAULT_FOLDER_FPS:g} fps',
-                              MediaWarning, stacklevel=2)
-            self.fps = float(fps if fps is not None else (native or DEFAULT_FOLDER_FPS))
+            rate = self._probe_video(fps)
+        self.frame_rate = _exact_rate(rate)
+        self.fps = float(self.frame_rate)
         self.height, self.width = int(self._first.shape[0]), int(self._first.shape[1])
+
+    def _probe_video(self, fps: float | None) -> Fraction | float:
+        """Decode the first frame (so a file with no decodable frame fails now) and read the metadata."""
+        decode = _Decoding(self.path)
+        try:
+            first = next(decode.frames(), None)
+            if first is None:
+                raise _error('video', self.path, decode.problem or 'no frame could be decoded')
+            stream, container = decode.stream, decode.container
+            self._stored_size = (first.width, first.height)
+            self._first = _frame_array(first)
+            self.has_audio = bool(container.streams.audio)
+            self.duration = container.duration / 1_000_000 if container.duration else None
+            self._container_frames = stream.frames or None
+            index = None
+            if stream.codec_context.name == 'gif':   # frame delays vary: count them (GIFs are small)
+                index = _video_index(self.path)
+                self._num_frames = len(index.pts)
+            native = _frame_rate(stream, index)
+        finally:
+            decode.close()
+        if fps is None and native is None:
+            warnings.warn(f'video {_show(self.path)} does not state its frame rate; assuming '
+                          f'{DEFAULT_FOLDER_FPS:g} fps', MediaWarning, stacklevel=3)
+        return fps if fps is not None else (native or DEFAULT_FOLDER_FPS)
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -679,25 +785,25 @@ class VideoReader:
     def num_frames(self) -> int | None:
         """Exact number of frames iteration yields, or None when not known without decoding.
 
-        Known up front for folders and GIFs (Pillow counts GIF frames). For other videos it is None
-        until a full iteration has finished (then cached); call :func:`count_frames` to decode and
-        count. Container metadata (ffmpeg's ``nframes``, ``duration * fps``) is deliberately not
-        used because it can be off by a few frames (edit lists, VFR, truncation); use
+        Known up front for folders and GIFs. For other videos it is None until a full iteration
+        has finished (then cached); call :func:`count_frames` to count them. Use
         :attr:`estimated_num_frames` for progress bars.
         """
         return self._num_frames
 
     @property
     def estimated_num_frames(self) -> int | None:
-        """:attr:`num_frames` if known, else ``round(duration * fps)`` (approximate), else None."""
+        """:attr:`num_frames` if known, else the container's frame count, else ``round(duration * fps)``."""
         if self._num_frames is not None:
             return self._num_frames
+        if self._container_frames:
+            return self._container_frames
         if self.duration:
             return max(1, round(self.duration * self.fps))
         return None
 
     def __repr__(self) -> str:
-        return (f'VideoReader({self.path!r}, fps={self.fps:g}, size={self.size}, '
+        return (f'VideoReader({self.path!r}, fps={self.frame_rate}, size={self.size}, '
                 f'num_frames={self._num_frames}, has_audio={self.has_audio})')
 
     # -- frames -----------------------------------------------------------------------------------
@@ -706,10 +812,10 @@ class VideoReader:
         return self._iter_folder() if self.is_folder else self._iter_video()
 
     def _load_folder_frame(self, file: str) -> np.ndarray:
-        frame = _to_uint8(_read_image_array(file))
+        frame = _to_uint8(read_image(file))
         if frame.shape[:2] != (self.height, self.width):
-            raise MediaError(f'cannot read frames folder {_show(self.path)}: frame {_show(os.path.basename(file))} is '
-                             f'{frame.shape[1]}x{frame.shape[0]}, the first frame is {self.width}x{self.height}')
+            raise _error('frames folder', self.path, f'frame {_show(os.path.basename(file))} is '
+                         f'{frame.shape[1]}x{frame.shape[0]}, the first frame is {self.width}x{self.height}')
         return frame
 
     def _iter_folder(self) -> Iterator[np.ndarray]:
@@ -719,27 +825,20 @@ class VideoReader:
     def _problem(self, count: int, reason: str) -> None:
         msg = f'video {_show(self.path)}: decoding stopped or failed after {count} frames: {reason}'
         if self.strict:
-            raise MediaError(msg)
+            raise MediaError(msg, path=self.path, reason=reason)
         warnings.warn(msg + '; using the frames that decoded', MediaWarning, stacklevel=3)
 
     def _iter_video(self) -> Iterator[np.ndarray]:
-        decode = _Decode(self.path)
+        decode = _Decoding(self.path)
         self._decodes.add(decode)
         try:
-            reason = decode.wait_header()
-            if reason is not None:
-                raise MediaError(f'cannot read video {_show(self.path)}: {reason}')
-            if decode.size != self.size:
-                raise MediaError(f'cannot read video {_show(self.path)}: frame size changed from '
-                                 f'{self.size} to {decode.size} between reads')
             count = 0
             for frame in decode.frames():
                 count += 1
-                yield frame
-            reason = decode.finish()
+                yield _frame_array(frame, self._stored_size)
             self._num_frames = count
-            if reason is not None:
-                self._problem(count, reason)
+            if decode.problem is not None:
+                self._problem(count, decode.problem)
         finally:
             decode.close()
 
@@ -747,12 +846,15 @@ class VideoReader:
                      method: ResizeMethod = 'fast') -> Iterator[np.ndarray]:
         """Yield float32 ``(B, h, w, 3)`` batches in ``[0, 1]`` (the last one may be shorter).
 
-        ``size=(h, w)`` resizes every frame with :func:`resize_frame` (skimage-equivalent); None
-        keeps the native size.
+        ``size=(h, w)`` resizes every frame with :func:`resize_frame` (skimage-equivalent), with one
+        :class:`MediaWarning` per reader when that changes the aspect ratio; None keeps the native size.
         """
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         h, w = _check_size(size) if size is not None else (self.height, self.width)
+        if size is not None and not self._noted_resize:
+            self._noted_resize = True
+            _note_resize(self.path, 'video', (self.height, self.width), (h, w))
         batch = np.empty((batch_size, h, w, 3), dtype=np.float32)
         n = 0
         for frame in self:
@@ -768,13 +870,13 @@ class VideoReader:
     def read_frame(self, index: int) -> np.ndarray:
         """Frame ``index`` (0-based; negative counts from the end) as uint8 ``(H, W, 3)``.
 
-        For videos this decodes from the start up to ``index`` inside ffmpeg (exact, frame-accurate,
-        cost grows with ``index``); use iteration to visit many frames. Raises IndexError when out of
-        range.
+        For videos this decodes from the keyframe before ``index`` (exact: frames are found by
+        their timestamps); use iteration to visit many frames. Raises IndexError when out of range.
         """
         index = int(index)
+        total = len(self._files) if self.is_folder else None
         if index < 0:
-            total = self._num_frames if self._num_frames is not None else count_frames(self.path)
+            total = total if total is not None else len(_video_index(self.path).pts)
             index += total
             if index < 0:
                 raise IndexError(f'frame index out of range: {_show(self.path)} has {total} frames')
@@ -782,25 +884,30 @@ class VideoReader:
             if index >= len(self._files):
                 raise IndexError(f'frame {index} out of range: {_show(self.path)} has {len(self._files)} frames')
             return self._load_folder_frame(self._files[index])
-        if index == 0:
-            return self._first.copy()
-        if self._num_frames is not None and index >= self._num_frames:
-            raise IndexError(f'frame {index} out of range: {_show(self.path)} has {self._num_frames} frames')
-        decode = _Decode(self.path, ['-vf', f'select=eq(n\\,{index})', '-frames:v', '1'])
-        self._decodes.add(decode)
-        try:
-            reason = decode.wait_header()
-            if reason is not None:
-                raise MediaError(f'cannot read video {_show(self.path)}: {reason}')
-            frame = next(decode.frames(), None)
-        finally:
-            decode.close()
-        if frame is None:
-            raise IndexError(f'frame {index} out of range: {_show(self.path)} has fewer frames')
-        return frame
+        return self._first.copy() if index == 0 else _decode_at(self.path, [index])[index]
+
+    def check_tail(self) -> str | None:
+        """Check now that the video decodes to its end; return the problem, or None.
+
+        A video cut off or damaged near its end otherwise shows only after everything before it was
+        decoded (and animated). This reads the container's packets (no decoding) and decodes the
+        last frame from the keyframe before it. With ``strict=True`` a problem raises :class:`MediaError`.
+        """
+        if self.is_folder:
+            return None
+        index = _video_index(self.path)
+        reason = index.problem
+        if reason is None:
+            try:
+                _decode_at(self.path, [len(index.pts) - 1])
+            except MediaError as err:
+                reason = err.reason
+        if reason is not None and self.strict:
+            raise _error('video', self.path, reason)
+        return reason
 
     def close(self) -> None:
-        """Stop any ffmpeg process still running for an unfinished iteration."""
+        """Close any decoding still open for an unfinished iteration."""
         for decode in list(self._decodes):
             decode.close()
 
@@ -811,78 +918,156 @@ class VideoReader:
         self.close()
 
 
-def count_frames(path: PathLike) -> int:
-    """Exact number of frames :class:`VideoReader` yields for ``path`` (decodes the whole video).
+@functools.lru_cache(maxsize=1024)
+def _count_decoded(path: str, size: int, mtime_ns: int) -> int:
+    count = 0
+    decode = _Decoding(path)
+    try:
+        for _ in decode.frames():
+            count += 1
+    finally:
+        decode.close()
+    if count == 0:
+        raise _error('video', path, decode.problem or 'no frame could be decoded')
+    return count
 
-    For a folder: the number of image files. For a video: ffmpeg decodes every frame (passthrough,
-    as the reader does) without converting or piping them, which is still a full decode. Frames
-    after a decoding error are not counted. Raises :class:`MediaError` if the video cannot be opened.
+
+def count_frames(path: PathLike) -> int:
+    """Exact number of frames :class:`VideoReader` yields for ``path``.
+
+    For a folder: the number of image files. For a video: the number of frames its packets hold,
+    read from the container without decoding, when they are complete; otherwise (damaged or
+    truncated files) every frame is decoded and counted, once per file version. Raises
+    :class:`MediaError` if the video cannot be opened.
     """
     p = os.fspath(path)
     if os.path.isdir(p):
-        return len(_list_frame_files(p))
-    _check_input_file(p, 'video')
-    cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+error',
-           '-progress', 'pipe:1', '-i', _ff_url(p), '-map', '0:v:0', '-fps_mode', 'passthrough',
-           '-f', 'null', '-']
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    frames = re.findall(rb'^frame=(\d+)\s*$', proc.stdout, flags=re.M)
-    if not frames or int(frames[-1]) == 0:
-        reason = _error_reason(_log_lines(proc.stderr.decode('utf-8', 'replace'))) or 'no frame could be decoded'
-        raise MediaError(f'cannot read video {_show(p)}: {reason}')
-    return int(frames[-1])
+        return len(list_frame_files(p))
+    index = _video_index(p)
+    if index.problem is None:
+        return len(index.pts)
+    st = os.stat(p)
+    return _count_decoded(os.path.abspath(p), st.st_size, st.st_mtime_ns)
 
 
 # ----------------------------------------------------------------------------------------------
 # Writing videos
 # ----------------------------------------------------------------------------------------------
 
-_AUDIO_COPY_CODECS = ('aac', 'mp3')  # codecs copied into mp4 as they are; others are re-encoded to AAC
+#: Audio codecs an mp4 holds as they are (packets are copied); others are re-encoded to AAC.
+MP4_AUDIO_CODECS = ('aac', 'mp3', 'ac3', 'eac3', 'alac')
 
 
 class _Abort(Exception):
     """Internal: unwinds the atomic temporary file when a writer is aborted without an exception."""
 
 
+class _AudioTrack:
+    """The first audio track of a file, written into an mp4 alongside its video, cut to its length.
+
+    Packets are copied when the codec fits mp4 (:data:`MP4_AUDIO_CODECS`; the cut falls on a packet
+    boundary), else decoded and re-encoded to AAC (cut to the sample). Audio is interleaved with the
+    video as that is written, so nothing is held back.
+    """
+
+    def __init__(self, source: str) -> None:
+        av = _av()
+        self.source = source
+        try:
+            self.input = av.open(source, metadata_errors='ignore')
+        except (av.error.FFmpegError, OSError) as err:
+            raise _error('audio source', source, _open_failure(source, err)) from None
+        self.stream = self.input.streams.audio[0] if self.input.streams.audio else None
+        self.output = None
+        self._pending = None      # the first packet not written yet (it starts after the video so far)
+        self._fifo = None         # re-encoding: resampled audio waiting for the video to reach it
+        self._samples = 0         # re-encoding: samples written
+
+    def add_to(self, out) -> None:
+        """Declare the audio stream in ``out`` (before its first packet is written)."""
+        av = _av()
+        self._packets = self.input.demux(self.stream)
+        # Timestamps count from the file's start, as the ffmpeg program's do (video and audio stay in sync).
+        self._shift = round((self.input.start_time or 0) / 1_000_000 / self.stream.time_base)
+        if self.stream.codec_context.name in MP4_AUDIO_CODECS:
+            self.output = out.add_stream_from_template(self.stream)
+            return
+        self._rate = self.stream.codec_context.sample_rate
+        self.output = out.add_stream('aac', rate=self._rate)
+        # A named layout (AAC refuses an unnamed '1 channels' one); more than two channels are downmixed.
+        self.output.layout = 'mono' if self.stream.codec_context.channels == 1 else 'stereo'
+        self._resampler = av.AudioResampler(format='fltp', layout=self.output.layout, rate=self._rate)
+        self._fifo = av.AudioFifo()
+
+    def write_until(self, out, seconds: float) -> None:
+        """Write the audio up to ``seconds`` of video."""
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None or packet.size == 0:   # the source's audio ended
+                self._packets = iter(())
+                break
+            if packet.pts is not None and (packet.pts - self._shift) * self.stream.time_base >= seconds:
+                self._pending = packet
+                break
+            if self._fifo is None:
+                packet.pts = packet.pts - self._shift if packet.pts is not None else None
+                packet.dts = packet.dts - self._shift if packet.dts is not None else None
+                packet.stream = self.output
+                out.mux(packet)
+                continue
+            for frame in packet.decode():
+                for part in self._resampler.resample(frame):
+                    part.pts = None
+                    self._fifo.write(part)
+        if self._fifo is not None and self._fifo.samples:
+            take = min(round(seconds * self._rate) - self._samples, self._fifo.samples)
+            if take > 0:
+                part = self._fifo.read(take)
+                part.pts, self._samples = self._samples, self._samples + take
+                out.mux(self.output.encode(part))
+
+    def finish(self, out) -> None:
+        """Flush the AAC encoder (re-encoding only)."""
+        if self._fifo is not None:
+            out.mux(self.output.encode(None))
+
+    def close(self) -> None:
+        self.input.close()
+
+
 class VideoWriter:
-    """Write frames to a video incrementally and atomically.
+    """Write frames to a video incrementally and atomically; ``path`` picks the format.
 
-    ``path`` picks the format:
+    * ``*.mp4``: H.264 (libx264, quality ``crf``), yuv420p, exactly ``fps`` frames per second; an odd
+      width/height is padded by one repeated column/row. ``keyframe_interval`` (frames; x264's
+      default 250) bounds what random access decodes: 25 trains about as fast as PNG frames.
+    * ``*.gif``: a palette per frame (ordered dithering), looping; delays in 1/100 s alternate so
+      that the average rate is exact.
+    * a path ending in ``/`` (``pathlib`` drops it: pass ``str(p) + '/'``) or naming a folder:
+      lossless PNG frames ``00000.png``, ... with the rate in a text chunk ``fps``.
 
-    * ``*.mp4``: H.264 (libx264, ``crf``), yuv420p, exactly ``fps`` frames per second. yuv420p needs
-      even dimensions: an odd width/height is padded by repeating the last column/row, so the file
-      is at most one pixel larger than the frames (a warning-free, documented deviation).
-    * ``*.gif``: 256-colour GIF with a palette per frame (ordered dithering, streamed: no frame is
-      buffered), looping. GIF stores delays in 1/100 s, so
-      rates like 30 fps are written as alternating 3/4 cs delays (average exact).
-    * a path ending in ``/`` (or the OS separator; ``pathlib`` drops it, so pass ``str(p) + '/'``)
-      or naming an existing folder: a folder of lossless PNG frames ``00000.png``,
-      ``00001.png``, ...; the frame rate is stored as a PNG text chunk ``fps`` that
-      :class:`VideoReader` reads back.
-
-    Frames passed to :meth:`write` are ``(H, W, 3)`` (or ``(H, W)`` / ``(H, W, 1)`` grayscale, or a
-    batch ``(B, H, W, 3)``), uint8 or float in ``[0, 1]`` (clipped, rounded); all must have the size
-    of the first one.
-
-    The output is built under a temporary name beside ``path`` and renamed onto it by :meth:`close`
-    (or a clean exit from the ``with`` block); on an exception inside the ``with`` block, or
-    :meth:`abort`, nothing is left at ``path`` and the temporary file is removed. Missing parent
-    folders are created.
-
-    ``audio_from``: a media file whose first audio track is copied into the mp4 (AAC/MP3 are copied
-    as they are, other codecs re-encoded to AAC), cut to the video's duration. A source without an
-    audio track, or a GIF / PNG-folder destination, gives a :class:`MediaWarning` and a silent output.
+    :meth:`write` takes ``(H, W[, C])`` frames or ``(B, H, W, C)`` batches, uint8 or float in [0, 1],
+    all of the first frame's size. The output is built beside ``path`` under a temporary name and
+    renamed onto it by :meth:`close` (or a clean ``with`` exit); an exception or :meth:`abort` leaves
+    nothing. ``audio_from``: that file's first audio track goes into the mp4, cut to the video's
+    length (copied when mp4 holds its codec, else re-encoded to AAC); no audio track, a folder of
+    frames, or a GIF / PNG destination gives a :class:`MediaWarning` and a silent output.
     """
 
     def __init__(self, path: PathLike, fps: float | Fraction, *, audio_from: PathLike | None = None,
-                 crf: int = 18) -> None:
+                 crf: int = 18, keyframe_interval: int | None = None) -> None:
         self.path = os.fspath(path)
         self.fps = _check_fps(fps)
         self.crf = int(crf)
+        self.keyframe_interval = keyframe_interval
         self.frames_written = 0
         self.size: tuple[int, int] | None = None  # (w, h) of the frames given
-        self._proc: subprocess.Popen | None = None
-        self._log = None
+        self._out = None           # the PyAV output container, opened with the first frame
+        self._stream = None
+        self._graph = None         # GIF: the palette filter graph
+        self._audio: _AudioTrack | None = None
+        self._last_cs = -1         # GIF: the last frame's time in 1/100 s
         self._closed = False
         if self.path.endswith(('/', os.sep)) or os.path.isdir(self.path):
             self.kind = 'png'
@@ -890,35 +1075,40 @@ class VideoWriter:
             ext = os.path.splitext(self.path)[1].lower()
             if ext not in ('.mp4', '.gif'):
                 shown = ext or '(no extension)'
-                raise MediaError(f'cannot write {_show(self.path)}: unsupported output format {shown!r}; '
-                                 "use .mp4, .gif, or a folder path ending in '/' for PNG frames")
+                raise self._write_error(f'unsupported output format {shown!r}; use .mp4, .gif, or a '
+                                        "folder path ending in '/' for PNG frames")
             self.kind = ext[1:]
-        self._audio_from: str | None = None
-        self._audio_codec: str | None = None
         if audio_from is not None:
-            src = os.fspath(audio_from)
-            if self.kind != 'mp4':
-                what = 'GIF' if self.kind == 'gif' else 'PNG frame folder'
-                warnings.warn(f'{_show(self.path)}: a {what} cannot hold audio; ignoring audio from {_show(src)}',
-                              MediaWarning, stacklevel=2)
-            else:
-                _check_input_file(src, 'audio source')
-                info, reason = _probe(src)
-                if reason is not None:
-                    raise MediaError(f'cannot read audio source {_show(src)}: {reason}')
-                if not info.has_audio:
-                    warnings.warn(f'{_show(src)} has no audio track; writing {_show(self.path)} without sound',
-                                  MediaWarning, stacklevel=2)
-                else:
-                    self._audio_from, self._audio_codec = src, info.audio_codec
+            self._audio = self._audio_source(os.fspath(audio_from))
         self._stack = contextlib.ExitStack()
         try:
-            if self.kind == 'png':
-                self._tmp = self._stack.enter_context(atomic_dir(self.path))
-            else:
-                self._tmp = self._stack.enter_context(atomic_path(self.path))
+            self._tmp = self._stack.enter_context(atomic_dir(self.path) if self.kind == 'png' else atomic_path(self.path))
         except OSError as err:
-            raise MediaError(f'cannot write {_show(self.path)}: {err.strerror or err}') from None
+            self._drop_audio()
+            raise self._write_error(err.strerror or str(err)) from None
+
+    def _write_error(self, reason: str) -> MediaError:
+        return MediaError(f'cannot write {_show(self.path)}: {reason}', path=self.path, reason=reason)
+
+    def _audio_source(self, src: str) -> _AudioTrack | None:
+        """The audio track to copy, or None after a note saying why there will be no sound."""
+        def note(why: str) -> None:
+            warnings.warn(why, MediaWarning, stacklevel=4)
+
+        if self.kind != 'mp4':
+            note(f'{_show(self.path)}: a {"GIF" if self.kind == "gif" else "PNG frame folder"} cannot hold '
+                 f'audio; ignoring audio from {_show(src)}')
+            return None
+        if os.path.isdir(src):
+            note(f'{_show(src)} is a folder of frames, which has no audio; writing {_show(self.path)} without sound')
+            return None
+        _check_input_file(src, 'audio source')
+        track = _AudioTrack(src)
+        if track.stream is None:
+            track.close()
+            note(f'{_show(src)} has no audio track; writing {_show(self.path)} without sound')
+            return None
+        return track
 
     # -- frames -----------------------------------------------------------------------------------
 
@@ -954,94 +1144,139 @@ class VideoWriter:
         if self.kind == 'png':
             self._write_png(frame)
         else:
-            if self._proc is None:
-                self._start_ffmpeg()
-            if self.kind == 'mp4':
-                h, w = frame.shape[:2]
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode='edge') if (h % 2 or w % 2) else frame
-            assert self._proc is not None and self._proc.stdin is not None
+            av = _av()
             try:
-                self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast('B'))
-            except (BrokenPipeError, OSError):
-                self._proc.wait()
-                raise MediaError(f'cannot write {_show(self.path)}: ffmpeg stopped: {self._ffmpeg_reason()}') from None
+                if self._out is None:
+                    self._open_output()
+                self._encode(frame)
+                if self._audio is not None:
+                    self._write_audio((self.frames_written + 1) / float(self.fps))
+            except (av.error.FFmpegError, OSError) as err:
+                raise self._write_error(getattr(err, 'strerror', None) or str(err)) from None
         self.frames_written += 1
 
     def _write_png(self, frame: np.ndarray) -> None:
-        from PIL import Image, PngImagePlugin
+        from PIL import PngImagePlugin
 
         info = PngImagePlugin.PngInfo()
         info.add_text('fps', repr(float(self.fps)))
         name = os.path.join(self._tmp, f'{self.frames_written:05d}.png')
         try:
-            Image.fromarray(frame).save(name, pnginfo=info, compress_level=3)  # ~3x faster than 6, ~7% larger
-        except OSError as err:
-            raise MediaError(f'cannot write {_show(self.path)}: {err.strerror or err}') from None
+            write_image(name, frame, pnginfo=info, compress_level=3)  # ~3x faster than 6, ~7% larger
+        except MediaError as err:
+            raise self._write_error(err.reason) from None
 
-    def _fps_arg(self) -> str:
-        return str(Fraction(self.fps).limit_denominator(1_001_000))
-
-    def _start_ffmpeg(self) -> None:
+    def _open_output(self) -> None:
+        """Open the container and its streams: sizes are known from the first frame."""
+        av = _av()
         assert self.size is not None
         w, h = self.size
+        rate = _exact_rate(self.fps)
+        self._out = av.open(self._tmp, 'w', format=self.kind)
         if self.kind == 'mp4':
-            w, h = w + w % 2, h + h % 2
-        cmd = [ffmpeg_exe(), '-hide_banner', '-nostats', '-loglevel', 'level+error', '-y',
-               '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}', '-framerate', self._fps_arg(),
-               '-i', 'pipe:0', '-an']
-        if self.kind == 'mp4':
-            cmd += ['-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', str(self.crf)]
+            stream = self._out.add_stream('libx264', rate=rate, options={'crf': str(self.crf)})
+            stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, 'yuv420p'
+            if self.keyframe_interval:
+                stream.codec_context.gop_size = int(self.keyframe_interval)
+            if self._audio is not None:
+                try:
+                    self._audio.add_to(self._out)
+                except (av.error.FFmpegError, ValueError) as err:
+                    self._audio_failed(err)
         else:
-            cmd += ['-vf', 'split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1:dither=bayer',
-                    '-loop', '0']
-        cmd.append(_ff_url(self._tmp))
-        self._log = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+            stream = self._out.add_stream('gif', rate=rate)
+            stream.width, stream.height, stream.pix_fmt = w, h, 'pal8'
+            stream.codec_context.time_base = Fraction(1, 100)   # GIF delays are in 1/100 s
+            self._graph = self._palette_graph(w, h)
+        self._stream = stream
 
-    def _ffmpeg_reason(self) -> str:
-        if self._log is None:
-            return 'unknown error'
-        self._log.seek(0)
-        text = self._log.read().decode('utf-8', 'replace')
-        return _error_reason(_log_lines(text)) or (text.strip().splitlines() or ['unknown error'])[-1]
+    @staticmethod
+    def _palette_graph(w: int, h: int):
+        """rgb24 -> pal8 with a palette made for each frame (palettegen/paletteuse, Bayer dithering)."""
+        av = _av()
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=w, height=h, format='rgb24', time_base=Fraction(1, 100))
+        split = graph.add('split')
+        palette = graph.add('palettegen', 'stats_mode=single')
+        use = graph.add('paletteuse', 'new=1:dither=bayer')
+        sink = graph.add('buffersink')
+        source.link_to(split)
+        split.link_to(use, 0, 0)
+        split.link_to(palette, 1, 0)
+        palette.link_to(use, 0, 1)
+        use.link_to(sink)
+        graph.configure()
+        return graph
 
-    def _mux_audio(self) -> None:
-        assert self._audio_from is not None
-        fd, muxed = tempfile.mkstemp(prefix='.' + os.path.basename(self.path) + '.', suffix='.mux.mp4',
-                                     dir=os.path.dirname(self._tmp))
-        os.close(fd)
+    def _encode(self, frame: np.ndarray | None) -> None:
+        """Encode one frame (None: flush) and mux what comes out."""
+        av = _av()
+        if frame is not None:
+            if self.kind == 'mp4':
+                h, w = frame.shape[:2]
+                if h % 2 or w % 2:
+                    frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode='edge')
+            vf = av.VideoFrame.from_ndarray(frame, format='rgb24')
+            vf.pts = self.frames_written
+        else:
+            vf = None
+        if self._graph is None:
+            self._out.mux(self._stream.encode(vf))
+            return
+        if vf is not None:   # pts in 1/100 s, strictly increasing even above 100 fps
+            vf.pts = max(round(self.frames_written * 100 / self.fps), self._last_cs + 1)
+            vf.time_base = Fraction(1, 100)
+            self._last_cs = vf.pts
+        self._graph.push(vf)
+        while True:
+            try:
+                paletted = self._graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                break
+            self._out.mux(self._stream.encode(paletted))
+        if vf is None:
+            self._out.mux(self._stream.encode(None))
+
+    def _write_audio(self, seconds: float, finish: bool = False) -> None:
+        av = _av()
+        if self._audio is None or self._audio.output is None:
+            return
         try:
-            acodec = ['-c:a', 'copy'] if self._audio_codec in _AUDIO_COPY_CODECS else ['-c:a', 'aac', '-b:a', '192k']
-            duration = self.frames_written / float(self.fps)
-            cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+error', '-y',
-                   '-i', _ff_url(self._tmp), '-i', _ff_url(self._audio_from),
-                   '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', *acodec,
-                   '-t', f'{duration:.6f}', _ff_url(muxed)]
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            if proc.returncode != 0:
-                log = _log_lines(proc.stderr.decode('utf-8', 'replace'))
-                reason = _error_reason(log) or f'ffmpeg exited with status {proc.returncode}'
-                warnings.warn(f'could not copy the audio of {_show(self._audio_from)} into {_show(self.path)} '
-                              f'({reason}); writing it without sound', MediaWarning, stacklevel=4)
-                return
-            os.replace(muxed, self._tmp)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(muxed)
+            self._audio.write_until(self._out, seconds)
+            if finish:
+                self._audio.finish(self._out)
+        except (av.error.FFmpegError, ValueError) as err:
+            self._audio_failed(err)
+
+    def _audio_failed(self, err: Exception) -> None:
+        """Audio trouble never costs the video: a note, and no more sound from here on."""
+        assert self._audio is not None
+        reason = getattr(err, 'strerror', None) or str(err)
+        part = 'the rest of it' if self._audio.output is not None else 'it'
+        warnings.warn(f'could not copy the audio of {_show(self._audio.source)} into {_show(self.path)} '
+                      f'({reason}); writing {part} without sound', MediaWarning, stacklevel=4)
+        self._drop_audio()
+
+    def _drop_audio(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
+            self._audio = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def _stop_ffmpeg(self, kill: bool) -> int | None:
-        if self._proc is None:
-            return None
-        with contextlib.suppress(Exception):
-            if kill:
-                self._proc.kill()
-            self._proc.stdin.close()  # type: ignore[union-attr]
-        return self._proc.wait()
+    def _finish(self) -> None:
+        av = _av()
+        try:
+            self._encode(None)
+            self._write_audio(self.frames_written / float(self.fps), finish=True)
+            self._out.close()   # writes the trailer (mp4 index)
+        except (av.error.FFmpegError, OSError) as err:
+            raise self._write_error(getattr(err, 'strerror', None) or str(err)) from None
+        finally:
+            self._drop_audio()
 
     def close(self) -> None:
-        """Finish encoding, add audio, and move the result onto ``path``.
+        """Finish encoding and move the result onto ``path``.
 
         Raises :class:`MediaError` (leaving nothing at ``path``) if no frame was written or
         encoding failed.
@@ -1050,12 +1285,9 @@ class VideoWriter:
             return
         try:
             if self.frames_written == 0:
-                raise MediaError(f'cannot write {_show(self.path)}: no frames were written')
-            rc = self._stop_ffmpeg(kill=False)
-            if rc not in (None, 0):
-                raise MediaError(f'cannot write {_show(self.path)}: ffmpeg failed: {self._ffmpeg_reason()}')
-            if self._audio_from is not None:
-                self._mux_audio()
+                raise self._write_error('no frames were written')
+            if self._out is not None:
+                self._finish()
         except BaseException as err:
             self._closed = True
             self._cleanup(err)
@@ -1064,9 +1296,7 @@ class VideoWriter:
         try:
             self._stack.close()  # atomic rename onto self.path
         except OSError as err:
-            raise MediaError(f'cannot write {_show(self.path)}: {err.strerror or err}') from None
-        finally:
-            self._close_log()
+            raise self._write_error(err.strerror or str(err)) from None
 
     def abort(self) -> None:
         """Stop without writing anything to ``path`` (temporary output removed)."""
@@ -1075,15 +1305,11 @@ class VideoWriter:
             self._cleanup(_Abort())
 
     def _cleanup(self, err: BaseException) -> None:
-        self._stop_ffmpeg(kill=True)
-        self._stack.__exit__(type(err), err, err.__traceback__)  # atomic_* removes the temporary
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
+        if self._out is not None:
             with contextlib.suppress(Exception):
-                self._log.close()
-            self._log = None
+                self._out.close()
+        self._drop_audio()
+        self._stack.__exit__(type(err), err, err.__traceback__)  # atomic_* removes the temporary
 
     def __enter__(self) -> 'VideoWriter':
         return self
@@ -1096,7 +1322,12 @@ class VideoWriter:
             self._cleanup(exc)
 
     def __del__(self) -> None:
-        # A writer dropped without close(): do not leave ffmpeg or the temporary file behind.
+        # A writer dropped without close(): do not leave the temporary file behind.
         with contextlib.suppress(Exception):
             if not self._closed:
                 self.abort()
+
+
+# Earlier private names, kept for code written against them.
+_read_image_array = read_image
+_list_frame_files = list_frame_files

@@ -7,9 +7,9 @@
 
 Each run is a fresh `python demo.py ...` subprocess, so the wall time includes interpreter start,
 imports, model loading and the encoder's finish, and the peak RSS is that run's own. Peak RSS is
-`ru_maxrss` from `os.wait4` on the child: the largest resident set of the demo process or of any
-process it waited for (its ffmpeg decoder/encoder), not their sum. Frames/s is the demo's own
-measure of its streaming loop (decode, resize, networks, encode), printed on its last line.
+`ru_maxrss` from `os.wait4` on the child (decoding and encoding run inside the demo process, through
+PyAV). Frames/s is the demo's own measure of its streaming loop (decode, resize, networks, encode),
+printed on its last line.
 
 Set-up work happens outside the timed region: `--frames N` writes the first N driving frames to a
 temporary mp4 (same resolution and frame rate); without `--source_image` the first driving frame

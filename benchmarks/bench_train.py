@@ -12,15 +12,25 @@ folders with mp4 files:
     python benchmarks/bench_train.py --config config/fomm/vox-256.yaml --root_dir data/vox-png --data_only
     python benchmarks/bench_train.py --config config/fomm/vox-256.yaml --root_dir data/vox-mp4 --data_only
 
+`--compare_formats` does that comparison in one run: it makes the same clips (the real sample
+face clip, resized to the config's frame shape and played back and forth to each `--lengths`) as
+PNG folders, as mp4 with x264's default keyframe interval (250 frames) and as mp4 with a keyframe
+every 25 frames, then times the loader on each in turn, `--rounds` times, alternating, and prints
+the medians and each format's speed relative to PNG folders:
+
+    python benchmarks/bench_train.py --config config/fomm/vox-256.yaml --compare_formats --batch_size 8 --workers 1
+
 The first `--warmup` iterations are not timed. Prints medians over the timed iterations.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -41,6 +51,11 @@ def main(argv=None) -> int:
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--workers', type=int, default=None)
     p.add_argument('--nchw', action='store_true', help='keep the NCHW layout on the CPU (train.py uses channels-last)')
+    p.add_argument('--compare_formats', action='store_true', help='loader speed: PNG folders vs mp4, alternating')
+    p.add_argument('--lengths', default='100,1000', help='--compare_formats: clip lengths in frames')
+    p.add_argument('--clips', type=int, default=4, help='--compare_formats: training clips per data set')
+    p.add_argument('--rounds', type=int, default=5, help='--compare_formats: alternating rounds')
+    p.add_argument('--data_dir', default=None, help='--compare_formats: keep (and reuse) the data sets here')
     args = p.parse_args(argv)
 
     import train
@@ -56,6 +71,8 @@ def main(argv=None) -> int:
         params['dataloader_workers'] = args.workers
     device = torch.device(args.device)
     b = params['batch_size']
+    if args.compare_formats:
+        return compare_formats(config, params, args)
     if args.data_only:
         return time_loader(config, params, args)
     models = {k: m.to(device).train() for k, m in build_models(config).items()}
@@ -99,19 +116,80 @@ def training_batches(config: dict, params: dict):
     return iter(train.make_loader(dataset, params, train.Dist()))
 
 
-def time_loader(config: dict, params: dict, args) -> int:
-    """Batches per second of the training DataLoader alone (decode + augment + collate)."""
+def loader_seconds_per_batch(config: dict, params: dict, args) -> float:
+    """Mean seconds per batch of a fresh training DataLoader, after `--warmup` batches."""
     batches = training_batches(config, params)
     for _ in range(args.warmup):
         next(batches)
     start = time.perf_counter()   # workers prefetch, so the mean over many batches is the honest rate
     for _ in range(args.iters):
         next(batches)
-    sec = (time.perf_counter() - start) / args.iters
+    seconds = (time.perf_counter() - start) / args.iters
+    del batches   # stops the workers before the next measurement starts its own
+    return seconds
+
+
+def time_loader(config: dict, params: dict, args) -> int:
+    """Batches per second of the training DataLoader alone (decode + augment + collate)."""
+    sec = loader_seconds_per_batch(config, params, args)
     b = params['batch_size']
     root = config['dataset_params']['root_dir']
     print(f'{root}: data loader alone, batch {b}, {params.get("dataloader_workers", 0)} workers: '
           f'{sec:.3f} s/batch, {b / sec:.1f} samples/s')
+    return 0
+
+
+# Formats compared: name -> VideoWriter destination suffix and options.
+FORMATS = {'png': ('/', {}), 'mp4': ('.mp4', {}), 'mp4-key25': ('.mp4', {'keyframe_interval': 25})}
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..', 'shared', 'samples',
+                      'face-driving.mp4')
+
+
+def make_format_sets(root: str, length: int, clips: int, shape) -> dict[str, str]:
+    """The same `clips` training clips of `length` frames in every format: {format: data set root}.
+
+    Frames are the sample clip resized to `shape`, played forwards then backwards (each clip starts
+    elsewhere); a set already under `root` (a `.done` marker) is reused.
+    """
+    from video_io import VideoReader, VideoWriter, resize_frame
+    sets = {name: os.path.join(root, f'{length}-frames', name) for name in FORMATS}
+    if all(os.path.exists(os.path.join(path, '.done')) for path in sets.values()):
+        return sets
+    if not os.path.exists(SAMPLE):
+        sys.exit(f'--compare_formats needs the sample clip {os.path.normpath(SAMPLE)} (../shared/samples)')
+    reader = VideoReader(SAMPLE)
+    frames = [(resize_frame(f, shape) * 255).round().astype('uint8') for f in reader]
+    loop = frames + frames[-2:0:-1]
+    for name, (suffix, options) in FORMATS.items():
+        for split, count, n in (('train', clips, length), ('test', 1, 2)):
+            for k in range(count):
+                clip = [loop[(k * 37 + i) % len(loop)] for i in range(n)]
+                with VideoWriter(os.path.join(sets[name], split, f'id{k}#clip{suffix}'), reader.frame_rate,
+                                 **options) as writer:
+                    writer.write(clip)
+        open(os.path.join(sets[name], '.done'), 'w').close()
+    return sets
+
+
+def compare_formats(config: dict, params: dict, args) -> int:
+    """Loader samples/s on PNG folders and mp4 files of the same clips, measured alternately."""
+    shape = (config['dataset_params'].get('frame_shape') or [256, 256])[:2]
+    b, workers = params['batch_size'], params.get('dataloader_workers', 0)
+    with contextlib.ExitStack() as stack:
+        root = args.data_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix='bench_formats.'))
+        for length in (int(v) for v in args.lengths.split(',')):
+            sets = make_format_sets(root, length, args.clips, shape)
+            rates: dict[str, list[float]] = {name: [] for name in sets}
+            for _ in range(args.rounds):
+                for name, path in sets.items():
+                    config['dataset_params']['root_dir'] = path
+                    rates[name].append(b / loader_seconds_per_batch(config, params, args))
+            print(f'{length}-frame clips {shape[0]}x{shape[1]}, batch {b}, {workers} loader workers, '
+                  f'{args.rounds} alternating rounds of {args.iters} batches (median samples/s):', flush=True)
+            for name, values in rates.items():
+                ratio = statistics.median(v / p for v, p in zip(values, rates['png']))
+                print(f'  {name:10s} {statistics.median(values):6.1f} samples/s   {ratio:.2f}x PNG folders   '
+                      f'[{", ".join(f"{v:.1f}" for v in values)}]', flush=True)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import subprocess
 import sys
 
 import imageio
@@ -17,6 +16,7 @@ from skimage.util import img_as_float32
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import frames_dataset as fd  # noqa: E402
+import video_io  # noqa: E402
 from augmentation import AllAugmentationTransform, UnknownKeyError  # noqa: E402
 from frames_dataset import (DatasetRepeater, FramesDataset, PairedDataset, VideoReadError,  # noqa: E402
                             build_dataset, count_frames, read_frames)
@@ -105,31 +105,59 @@ def test_mp4_full_decode_matches_imageio_reader(videos):
     np.testing.assert_array_equal(read_frames(path, None, None), reference)
 
 
-def test_mp4_partial_decode_stops_after_last_needed_frame(videos, monkeypatch):
-    path, _ = videos['mp4']
-    reads = []
+def test_mp4_partial_decode_stops_after_last_needed_frame(tmp_path, monkeypatch):
+    """Random access demuxes from the keyframe before each wanted frame up to (about) that frame."""
+    frames = make_frames(0, num_frames=40)
+    path = str(tmp_path / 'gop.mp4')
+    with video_io.VideoWriter(path, 25, keyframe_interval=10) as writer:   # keyframes at 0, 10, 20, 30
+        writer.write(frames)
+    packets = []
+    open_video = video_io._open_video
 
-    class CountingPopen(subprocess.Popen):
-        """Counts the frame-sized reads made on ffmpeg's raw video output."""
+    class CountingContainer:
+        """The real container, counting the packets its demuxer hands out."""
 
-        def __init__(self, args, *rest, **kwargs):
-            super().__init__(args, *rest, **kwargs)
-            if 'rawvideo' in args:
-                raw_read = self.stdout.read
-                self.stdout = type('Reader', (), {'read': lambda _, n: reads.append(n) or raw_read(n),
-                                                  'close': self.stdout.close})()
+        def __init__(self, container):
+            self.container = container
 
-    monkeypatch.setattr(fd.subprocess, 'Popen', CountingPopen)
-    np.testing.assert_array_equal(read_frames(path, [2, 1], None), read_frames(path, None, None)[[2, 1]])
-    assert len(reads) == 3 + T + 1  # frames 0..2 for the partial read; all T, then EOF, for the full one
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.container.close()
+
+        def demux(self, *args, **kwargs):
+            for packet in self.container.demux(*args, **kwargs):
+                packets.append(packet.pts)
+                yield packet
+
+    monkeypatch.setattr(video_io, '_open_video', lambda p: (lambda c, s: (CountingContainer(c), s))(*open_video(p)))
+    full = read_frames(path, None, None)
+    assert count_frames(path) == 40   # the packet index, built once per file
+    index = video_io._video_index(path)
+    starts = [list(index.pts).index(k) for k in index.keyframes]   # x264 adds keyframes at scene cuts
+    assert len(starts) >= 4
+
+    def group(i):
+        return max(s for s in starts if s <= i)
+
+    for wanted in ([2, 1], [33], [12, 35], [31, 38], [39]):
+        packets.clear()
+        np.testing.assert_array_equal(read_frames(path, wanted, None), full[wanted])
+        # demuxed: from the keyframe before each wanted frame to the last wanted one of its group
+        needed = sum(max(i for i in wanted if group(i) == g) - g + 1 for g in {group(i) for i in wanted})
+        assert needed <= len(packets) <= needed + 4, (wanted, needed, packets)   # + reordering delay
 
 
 def test_folder_train_item_reads_only_two_files(tmp_path, monkeypatch):
     write_video(str(tmp_path / 'train' / 'x'), make_frames(0, num_frames=12), 'folder')
     write_video(str(tmp_path / 'test' / 'y'), make_frames(1), 'folder')
     calls = []
-    original = fd.iio.imread
-    monkeypatch.setattr(fd.iio, 'imread', lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    original = video_io.read_image
+    monkeypatch.setattr(video_io, 'read_image', lambda *a, **k: calls.append(a[0]) or original(*a, **k))
     ds = FramesDataset(str(tmp_path), frame_shape=(H, W, 3))
     for seed in range(5):
         ds.seed(seed)
@@ -420,3 +448,27 @@ def test_crop_pads_small_frames_and_resize_changes_size():
     assert out[0].shape == (20, 20, 3)
     out = AllAugmentationTransform(resize_param={'ratio': [2.0, 2.0]})(clip, 0)
     assert out[0].shape == (32, 32, 3) and out[0].dtype == np.float32
+
+
+def test_forked_loader_worker_decodes_after_the_parent_did(tmp_path):
+    """A DataLoader worker is a fork: nothing the parent's decoding set up may leave it waiting forever."""
+    path = write_video(str(tmp_path / 'clip'), make_frames(0), 'mp4')
+    expected = read_frames(path, [4], None)                  # the parent decodes (and converts) first
+    context = torch.multiprocessing.get_context('fork')
+    queue = context.SimpleQueue()
+    worker = context.Process(target=lambda: queue.put(read_frames(path, [4], None)))
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():
+        worker.kill()
+        pytest.fail('the forked worker hung')
+    np.testing.assert_array_equal(queue.get(), expected)
+
+
+def test_folder_frames_in_natural_order(tmp_path):
+    frames = make_frames(0, num_frames=12)
+    folder = tmp_path / 'v'
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        iio.imwrite(folder / f'frame{t}.png', frame)           # not zero-padded: frame10 after frame9
+    np.testing.assert_allclose(read_frames(str(folder), None, None), frames / 255.0, atol=1e-6)

@@ -288,12 +288,12 @@ def test_sample_metadata_and_streaming():
     first = [next(it) for _ in range(3)]
     elapsed = time.perf_counter() - t0
     assert all(f.shape == (412, 410, 3) and f.dtype == np.uint8 for f in first)
-    # Lazy: after 3 frames the decoder is still running (blocked on the pipe), not done with 169.
-    running = [d for d in reader._decodes if d.proc.poll() is None]
+    # Lazy: after 3 frames the decoding is still open (paused in the generator), not done with 169.
+    running = [d for d in reader._decodes if not d.closed]
     assert len(running) == 1
     assert elapsed < 10
     it.close()
-    assert running[0].proc.poll() is not None  # closing the iterator stops ffmpeg
+    assert running[0].closed  # closing the iterator closes the decoder and its file
     np.testing.assert_array_equal(reader.read_frame(0), first[0])
     np.testing.assert_array_equal(reader.read_frame(2), first[2])
 
@@ -496,3 +496,186 @@ def test_rotated_video_is_upright(tmp_path):
     assert reader.size == (16, 32)
     frames = list(reader)
     assert len(frames) == 4 and frames[0].shape == (32, 16, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# PyAV media layer: exact rates, random access, rotation, audio re-encoding
+# ----------------------------------------------------------------------------------------------
+
+def encode_with_pyav(path, frames, *, codec='libx264', rate=Fraction(25), pts=None, audio=None, options=None):
+    """Write `frames` with PyAV directly (not VideoWriter): any container, timestamps and audio codec."""
+    import av
+
+    with av.open(str(path), 'w') as out:
+        stream = out.add_stream(codec, rate=rate, options=options or {})
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = 'yuv420p'
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if audio is not None:
+            sound = out.add_stream(audio, rate=8000)
+            sound.layout = 'mono'
+            samples = (np.sin(np.arange(8000 * len(frames) // 25) / 3) * 8000).astype(np.int16)[None]
+            chunk = av.AudioFrame.from_ndarray(samples, format='s16', layout='mono')
+            chunk.sample_rate = 8000
+            out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format='rgb24')
+            vf.pts = i if pts is None else pts[i]
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode(None))
+    return str(path)
+
+
+def test_frame_rate_is_an_exact_fraction(tmp_path):
+    path = write_video(tmp_path / 'ntsc.mp4', gradient_frames(4, 16, 16), fps=Fraction(30000, 1001))
+    reader = VideoReader(path)
+    assert reader.frame_rate == Fraction(30000, 1001) and reader.fps == 30000 / 1001
+    assert VideoReader(write_video(tmp_path / 'pal.mp4', gradient_frames(2, 16, 16))).frame_rate == 25
+
+
+@pytest.mark.parametrize('kind', ['gop', 'mkv', 'vp9', 'vfr', 'gif'])
+def test_random_access_equals_sequential_decode(tmp_path, kind):
+    frames = gradient_frames(30, 32, 48)
+    if kind == 'gop':     # keyframes every 7 frames (and at scene cuts), B-frames between
+        path = tmp_path / 'gop.mp4'
+        with VideoWriter(path, 25, keyframe_interval=7) as writer:
+            writer.write(frames)
+    elif kind == 'mkv':
+        path = encode_with_pyav(tmp_path / 'v.mkv', frames, options={'g': '9'})
+    elif kind == 'vp9':
+        path = encode_with_pyav(tmp_path / 'v.webm', frames, codec='libvpx-vp9', options={'g': '8', 'deadline': 'realtime'})
+    elif kind == 'vfr':   # variable frame rate: frames are found by their timestamps, none dropped or doubled
+        path = encode_with_pyav(tmp_path / 'vfr.mp4', frames, pts=np.cumsum([0] + [20, 60, 40] * 10)[:30],
+                                options={'g': '6'})
+    else:
+        path = write_video(tmp_path / 'v.gif', frames)
+    sequential = np.stack(list(VideoReader(path)))
+    assert len(sequential) == 30 == count_frames(path)
+    order = np.random.default_rng(0).permutation(30)
+    got = video_io.read_frames(path, order[:20])
+    for i in order[:20]:
+        np.testing.assert_array_equal(got[i], sequential[i], err_msg=f'frame {i}')
+    reader = VideoReader(path)
+    for i in (29, 3, 17):
+        np.testing.assert_array_equal(reader.read_frame(i), sequential[i])
+    with pytest.raises(IndexError):
+        video_io.read_frames(path, [30])
+
+
+def test_rotation_metadata_matches_a_physically_rotated_clip(tmp_path):
+    frames = gradient_frames(5, 24, 40)
+    frames[:, :6, :10] = 255                         # a white corner shows which way is up
+    plain = write_video(tmp_path / 'plain.mp4', frames)
+    rotated = tmp_path / 'rotated.mp4'               # same pixels, a display matrix: 90 degrees counter-clockwise
+    ffmpeg('-display_rotation', '90', '-i', plain, '-c', 'copy', str(rotated))
+    turned = write_video(tmp_path / 'turned.mp4', np.rot90(frames, 1, axes=(1, 2)))   # physically rotated
+    got, want = np.stack(list(VideoReader(rotated))), np.stack(list(VideoReader(turned)))
+    assert got.shape == want.shape == (5, 40, 24, 3)
+    assert np.abs(got.astype(float) - want).mean() < 3                             # same picture, up to coding
+    assert np.abs(got.astype(float) - np.rot90(want, 2, axes=(1, 2))).mean() > 20  # the wrong way differs
+    np.testing.assert_array_equal(got, np.rot90(np.stack(list(VideoReader(plain))), 1, axes=(1, 2)))
+    np.testing.assert_array_equal(video_io.read_frames(rotated, [3])[3], got[3])  # random access too
+
+
+def test_audio_reencoded_to_aac_when_mp4_cannot_hold_it(tmp_path):
+    import av
+
+    source = encode_with_pyav(tmp_path / 'talk.mkv', gradient_frames(50, 16, 16), audio='pcm_s16le')
+    dest = tmp_path / 'out.mp4'
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', MediaWarning)
+        with VideoWriter(dest, 25, audio_from=source) as writer:
+            writer.write(gradient_frames(25, 16, 16))   # 1 s of video; the source has 2 s of sound
+    with av.open(str(dest)) as result:
+        sound = result.streams.audio[0]
+        assert sound.codec_context.name == 'aac'
+        assert float(sound.duration * sound.time_base) == pytest.approx(1.0, abs=0.15)
+    assert count_frames(dest) == 25
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 16, item 8: permissions, --audio from a folder, resize notes, truncated tails found early
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('umask', [0o022, 0o027])
+def test_png_output_folder_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_video(f'{tmp_path}/frames/', gradient_frames(2, 8, 8))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / 'frames').st_mode & 0o777 == 0o777 & ~umask
+    assert sorted(os.listdir(tmp_path)) == ['frames']   # still written atomically: no temporary left
+
+
+def test_audio_from_a_frames_folder_is_a_note(tmp_path):
+    folder = write_video(f'{tmp_path}/driving/', gradient_frames(3, 16, 16))
+    dest = tmp_path / 'out.mp4'
+    with pytest.warns(MediaWarning, match='folder of frames'):
+        writer = VideoWriter(dest, 25, audio_from=folder)
+    with writer:
+        writer.write(gradient_frames(3, 16, 16))
+    assert not VideoReader(dest).has_audio and count_frames(dest) == 3
+
+
+def test_resize_to_another_aspect_ratio_is_noted_once_per_input(tmp_path):
+    Image.fromarray(gradient_frames(1, 72, 80)[0]).save(tmp_path / 'wide.png')
+    with pytest.warns(MediaWarning, match=r"wide\.png' was resized from 80x72 to the animation size 64x64"):
+        load_image(tmp_path / 'wide.png', size=(64, 64))
+    video = write_video(tmp_path / 'wide.mp4', gradient_frames(5, 24, 48))
+    reader = VideoReader(video)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for _ in range(2):                                   # e.g. --find_best_frame, then the animation
+            assert sum(len(b) for b in reader.iter_batches(2, size=(32, 32))) == 5
+        load_image(tmp_path / 'wide.png', size=(72, 80))      # aspect kept: no note
+        load_image(need(SAMPLE_IMAGE), size=(256, 256))       # a 0.5% change (410x412 -> 256x256): no note
+        list(VideoReader(need(SAMPLE_VIDEO)).iter_batches(8, size=(64, 64)))
+    notes = [str(w.message) for w in caught if issubclass(w.category, MediaWarning)]
+    assert notes == [f"video {video!r} was resized from 48x24 to the animation size 32x32: its aspect ratio "
+                     'changed (crop it to 32:32 first to avoid distortion)']
+
+
+def cut_clip(tmp_path, keep: float) -> str:
+    """A 4 s clip whose index comes first (as phones and streaming write it), cut to `keep` of its bytes."""
+    full = tmp_path / 'full.mp4'
+    ffmpeg('-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=25:duration=4', '-c:v', 'libx264', '-pix_fmt', 'yuv420p',
+           '-movflags', '+faststart', str(full))
+    data = full.read_bytes()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return str(cut)
+
+
+def test_check_tail_finds_a_truncated_or_damaged_end_at_once(tmp_path):
+    assert VideoReader(need(SAMPLE_VIDEO), strict=True).check_tail() is None
+    cut = cut_clip(tmp_path, 0.7)
+    with pytest.raises(MediaError, match=r"cut\.mp4.*truncated"):
+        VideoReader(cut, strict=True).check_tail()
+    assert 'truncated' in VideoReader(cut).check_tail()   # lenient readers get the reason
+    damaged = tmp_path / 'damaged.mp4'                     # every byte there, the last ones garbage
+    data = bytearray((tmp_path / 'full.mp4').read_bytes())
+    data[-len(data) // 5:] = np.random.default_rng(0).bytes(len(data) // 5)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(MediaError, match='damaged.mp4'):
+        VideoReader(damaged, strict=True).check_tail()
+
+
+def test_demo_rejects_a_truncated_driving_video_before_animating(tmp_path, monkeypatch, capsys):
+    import animate
+    import demo
+
+    loads = []
+    monkeypatch.setattr(animate.Animator, 'from_files', classmethod(lambda cls, *a, **k: loads.append(a) or 1 / 0))
+    source = tmp_path / 'face.png'
+    Image.fromarray(gradient_frames(1, 64, 64)[0]).save(source)
+    cut = cut_clip(tmp_path, 0.7)
+    code = demo.main(['--config', 'config/synthetic/tps-64-small.yaml', '--checkpoint', str(source),
+                      '--source_image', str(source), '--driving_video', cut, '--result_video',
+                      str(tmp_path / 'out' / 'result.mp4'), '--cpu'])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count('\n') == 1 and 'cut.mp4' in err and 'truncated' in err, err
+    assert loads == []                                      # nothing was loaded, let alone animated
+    assert not (tmp_path / 'out').exists()
