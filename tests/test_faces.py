@@ -415,3 +415,24 @@ def test_evaluate_scores_two_folders(clip256, tmp_path, capsys):
     scores = json.loads((tmp_path / 's.json').read_text())
     assert scores['per_video']['a']['akd'] == 0.0 and 3 < scores['per_video']['b']['akd'] < 5
     assert 'dlib' in capsys.readouterr().out
+
+
+def test_crop_tool_writes_a_keyframe_every_second(tmp_path):
+    """Training decodes a sampled frame from the keyframe before it: with x264's default (a
+    keyframe every 250 frames) clips load several times slower than PNG folders."""
+    import argparse
+    import av
+    import crop_video
+    from tqdm import tqdm
+    from video_io import VideoReader, VideoWriter
+    raw = tmp_path / 'raw.mp4'
+    frames = np.random.default_rng(0).integers(0, 256, (80, 48, 48, 3), np.uint8)
+    with VideoWriter(str(raw), fps=25) as writer:
+        writer.write(frames)
+    clip = crop_video.Clip('a#raw#000', 'train', 0, 79, np.tile([4, 4, 44, 44], (80, 1)))
+    args = argparse.Namespace(out=str(tmp_path / 'out'), format='mp4', image_shape=(32, 32))
+    with VideoReader(str(raw)) as reader, tqdm(disable=True) as bar:
+        crop_video.write_clips(reader, [clip], args, bar)
+    with av.open(str(tmp_path / 'out' / 'train' / 'a#raw#000.mp4')) as container:
+        keyframes = [i for i, p in enumerate(container.demux(video=0)) if p.size and p.is_keyframe]
+    assert keyframes[0] == 0 and max(np.diff(keyframes + [80])) <= 25, keyframes
