@@ -33,7 +33,7 @@ from skimage.util import img_as_float32
 from torch.utils.data import Dataset
 
 import video_io
-from augmentation import AllAugmentationTransform, UnknownKeyError, check_param_keys
+from augmentation import AllAugmentationTransform, RandomCrop, UnknownKeyError, check_param_keys
 from video_io import MediaError
 
 __all__ = [
@@ -240,6 +240,50 @@ def read_frames(path: str, indices: Sequence[int] | None = None, frame_shape: Fr
     return np.stack([converted[i] for i in order])  # (K, H, W, 3)
 
 
+def frame_size(path: str, frame_shape: FrameShape | None = None) -> tuple[int, int]:
+    """(height, width) of the frames of the video at `path` as stored (one frame decoded)."""
+    kind = _video_kind(path)
+    with _reading(path):
+        if kind == 'strip':
+            height, width = video_io.read_image(path).shape[:2]
+            return height, _strip_tile_width(path, height, width, frame_shape)
+        with video_io.VideoReader(path) as reader:
+            width, height = reader.size
+        return height, width
+
+
+def survey_frame_sizes(paths: Sequence[str], frame_shape: FrameShape | None = None,
+                       desc: str = 'frame sizes') -> dict[tuple[int, int], list[str]]:
+    """{(height, width): paths} over `paths`, read on a few threads (opening files waits on the
+    disk more than on the CPU); videos that cannot be read are left out (training reports and
+    skips them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    def size_of(path: str) -> tuple[int, int] | None:
+        try:
+            return frame_size(path, frame_shape)
+        except (VideoReadError, MediaError):
+            return None
+
+    sizes: dict[tuple[int, int], list[str]] = {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = tqdm(pool.map(size_of, paths), total=len(paths), desc=desc, unit='video', leave=False,
+                     disable=len(paths) < 200 or None)
+        for path, size in zip(paths, found):
+            if size is not None:
+                sizes.setdefault(size, []).append(path)
+    return sizes
+
+
+def describe_sizes(sizes: Mapping[tuple[int, int], list[str]]) -> str:
+    """'384x384 (120 videos, e.g. a.mp4), 412x410 (3 videos, e.g. b.mp4)', most common first."""
+    ranked = sorted(sizes.items(), key=lambda item: -len(item[1]))
+    return ', '.join(f'{h}x{w} ({len(p)} video{"s" * (len(p) > 1)}, e.g. {os.path.basename(p[0])})'
+                     for (h, w), p in ranked)
+
+
 # --------------------------------------------------------------------------------------------
 # Listing and splitting
 
@@ -361,6 +405,41 @@ class FramesDataset(Dataset):
         self._warned: set[str] = set()
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
+        if self.is_train:
+            self._check_frame_sizes()
+
+    def _video_paths(self) -> list[str]:
+        names = self.videos if self._videos_by_id is None else \
+            [n for group in self._videos_by_id.values() for n in group]
+        return [os.path.join(self.root_dir, n) for n in names]
+
+    def _check_frame_sizes(self) -> None:
+        """Before training: frames are batched, so they must come out at one size.
+
+        With `frame_shape` every frame is resized to it; a sample of the videos tells whether that
+        happens, said once. Without (TPSMM's configs: frames used as stored) every video is
+        surveyed, and a data set of several sizes is refused naming the setting to set (it would
+        otherwise fail inside the DataLoader, minutes into training), unless the augmentation
+        crops to a fixed size as MGIF's configs do."""
+        paths = self._video_paths()
+        if self.frame_shape is not None:
+            sample = paths[::max(1, len(paths) // 16)][:16]
+            other = {s: p for s, p in survey_frame_sizes(sample, self.frame_shape).items()
+                     if s != self.frame_shape[:2]}
+            if other:
+                logger.info('%s: frames are resized on load to dataset_params.frame_shape %dx%d; stored sizes seen in '
+                            'a sample of %d videos: %s', self.root_dir, *self.frame_shape[:2], len(sample),
+                            describe_sizes(other))
+            return
+        if self.transform is not None and any(isinstance(t, RandomCrop) for t in self.transform.transforms):
+            return
+        sizes = survey_frame_sizes(paths, desc='checking frame sizes')
+        if len(sizes) > 1:
+            (h, w), _ = max(sizes.items(), key=lambda item: len(item[1]))
+            raise ValueError(f'{self.root_dir}: the training videos have different frame sizes ({describe_sizes(sizes)}) '
+                             f'and dataset_params.frame_shape is null (frames used as stored), so they cannot be '
+                             f'batched; set dataset_params.frame_shape: [{h}, {w}, 3] to resize every frame on load, '
+                             f'or store the videos at one size (crop_video.py --image_shape)')
 
     def __len__(self) -> int:
         return len(self.videos)

@@ -472,3 +472,38 @@ def test_folder_frames_in_natural_order(tmp_path):
     for t, frame in enumerate(frames):
         iio.imwrite(folder / f'frame{t}.png', frame)           # not zero-padded: frame10 after frame9
     np.testing.assert_allclose(read_frames(str(folder), None, None), frames / 255.0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame sizes, checked when the data set is built
+
+
+@pytest.mark.parametrize('fmt', ['folder', 'mp4', 'strip'])
+def test_mixed_sizes_without_frame_shape_are_refused_up_front(tmp_path, fmt):
+    """TPSMM's configs use frames as stored (frame_shape: null); clips of several sizes crashed
+    inside the DataLoader (torch.stack) minutes into training. Now the data set refuses them when
+    it is built, naming the setting to set."""
+    for split, name, size in (('train', 'a#1', 16), ('train', 'b#1', 16), ('train', 'c#1', 20), ('test', 'd#1', 16)):
+        os.makedirs(tmp_path / split, exist_ok=True)
+        write_video(str(tmp_path / split / name), make_frames(1, height=size, width=size), fmt)
+    with pytest.raises(ValueError) as err:
+        FramesDataset(str(tmp_path), frame_shape=None, is_train=True)
+    message = str(err.value)
+    assert '16x16 (2 videos' in message and '20x20 (1 video' in message
+    assert 'dataset_params.frame_shape: [16, 16, 3]' in message
+    # with frame_shape, or a crop to a fixed size (MGIF's configs), the same data set is fine
+    assert len(FramesDataset(str(tmp_path), frame_shape=(16, 16, 3), is_train=True)) == 3
+    cropped = FramesDataset(str(tmp_path), frame_shape=None, is_train=True,
+                            augmentation_params={'crop_param': {'size': [12, 12]}})
+    assert cropped[2]['source'].shape == (3, 12, 12)
+    assert len(FramesDataset(str(tmp_path), frame_shape=None, is_train=False)) == 1   # test videos go one by one
+
+
+def test_resizing_to_frame_shape_is_said_once(tmp_path, caplog):
+    make_split(str(tmp_path), 'folder')
+    with caplog.at_level(logging.INFO, logger='frames_dataset'):
+        FramesDataset(str(tmp_path), frame_shape=(16, 16, 3), is_train=True)
+        assert 'resized' not in caplog.text
+        FramesDataset(str(tmp_path), frame_shape=(32, 32, 3), is_train=True)
+    lines = [r for r in caplog.records if 'resized on load' in r.getMessage()]
+    assert len(lines) == 1 and '32x32' in lines[0].getMessage() and '16x16 (2 videos' in lines[0].getMessage()
