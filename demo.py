@@ -60,24 +60,24 @@ Compute
   --device DEV            torch device (default cuda when available, else cpu).
   --cpu                   force the CPU (same as --device cpu).
   --precision P           fp32 (default) | int8 | bf16 | fp16. Measured on a 2-core AMD EPYC
-                          (AVX2, no AVX-512/VNNI), vox-256, preliminary (machine shared);
-                          docs/cpu-inference.md has the figures:
+                          (AVX2, no AVX-512/VNNI), vox-256, 40 frames, whole process, quiet
+                          machine (docs/cpu-inference.md):
                           int8 (CPU only): the per-frame dense motion + generator run as an ONNX
                             Runtime graph with int8 convolutions, calibrated on the source and the
                             first --calibration_frames driving frames; keypoints, grid_sample and
-                            the TPS solve stay fp32. Per frame FOMM 2.4x and TPSMM 2.0x faster
-                            than fp32; end to end less (the fp32 parts, decoding and start-up
-                            remain; benchmarks/bench_demo.py --suite). Quality: held-out synthetic
-                            L1 +0.01%, 55 dB PSNR against fp32. The first run of a model and
-                            video also exports and calibrates (FOMM 47 s + 39 s, TPSMM 54 s +
-                            99 s here); both are cached (~/.cache/keypoint-animation, or
-                            $KEYPOINT_ANIMATION_CACHE), so a second run does not pay them.
+                            the TPS solve stay fp32. FOMM 22.1 s against fp32's 28.1 s (1.28x),
+                            TPSMM 47.4 s against 74.9 s (1.58x). PSNR against fp32 81 dB (FOMM)
+                            and 48 dB (TPSMM) with random weights, 55 dB and the same held-out L1
+                            (+0.01%) on the bundled model. The first run of a model and video also
+                            exports and calibrates (+25 s FOMM, +34 s TPSMM here), cached
+                            (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE) so a second
+                            run does not pay it.
                           bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
                           fp16: autocast, CUDA only.
   --calibration_frames N  int8: driving frames calibration sees (default 8).
-  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). Compiling takes
-                          minutes on 2 cores (cached by Inductor for later runs); its end-to-end
-                          gain on this CPU is not measured yet (benchmarks/bench_demo.py --suite).
+  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). On the CPU above it
+                          made a 40-frame run 2.2x slower, even with Inductor's cache warm: do
+                          not use it on a CPU. GPUs: unmeasured.
   --batch_size N          driving frames per network call (default 1 on the CPU, 32 on a GPU:
                           on 2 CPU cores batch 1 was fastest and smallest for vox-256).
   --img_shape H,W         animation size (default: the config's dataset_params.frame_shape, else
@@ -176,10 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
     co.add_argument('--precision', choices=('fp32', 'int8', 'bf16', 'fp16'), default='fp32',
-                    help='int8: CPU, quantized generator (ONNX Runtime); see the docstring for measured costs')
+                    help='fp32 (default); int8 (CPU: int8 convolutions through ONNX Runtime; on a 2-core AVX2 '
+                         'EPYC 1.28x (FOMM) and 1.58x (TPSMM) faster end to end, 48-81 dB PSNR against fp32, '
+                         'first run +25-34 s to export and calibrate, then cached); bf16 (pays only with '
+                         'avx512_bf16/AMX or on a GPU); fp16 (CUDA). Details: docstring, docs/cpu-inference.md')
     co.add_argument('--calibration_frames', type=int, default=None, metavar='N',
                     help='int8: driving frames used to calibrate (default 8)')
-    co.add_argument('--compile', action='store_true', help='torch.compile the per-frame networks')
+    co.add_argument('--compile', action='store_true',
+                    help='torch.compile the per-frame networks (on the CPU above 2.2x slower even with the cache '
+                         'warm: not for CPUs)')
     co.add_argument('--batch_size', type=int, default=None, help='frames per network call (default 1 CPU / 32 GPU)')
     co.add_argument('--img_shape', default=None, metavar='H,W', help='animation size (default: from the config)')
     co.add_argument('--threads', type=int, default=None, metavar='N', help='CPU threads for torch')

@@ -27,6 +27,9 @@ def load_fixture(name: str) -> dict:
 EXPORTED = [name for name in PARITY_FIXTURES if 'zero_order' not in name]
 
 
+EXPORT_DIRS: dict = {}     # parity model name -> the folder export_onnx.py wrote
+
+
 @pytest.fixture(scope='module', params=EXPORTED or [pytest.param(None, marks=pytest.mark.skip(reason=NO_PARITY))])
 def exported(request, tmp_path_factory):
     """(fixture, models, {graph: ONNX Runtime session}, model.json) for one parity model."""
@@ -36,6 +39,7 @@ def exported(request, tmp_path_factory):
     assert main(['--config', str(PARITY_DIR / f'{name}.yaml'), '--checkpoint', str(PARITY_DIR / f'{name}.pth.tar'),
                  '--out', str(out), '--img_shape', '64,64']) == 0
     _, models = load(str(PARITY_DIR / f'{name}.yaml'), str(PARITY_DIR / f'{name}.pth.tar'))
+    EXPORT_DIRS[name] = out
     sessions = {p.stem: ort.InferenceSession(str(p), providers=['CPUExecutionProvider']) for p in out.glob('*.onnx')}
     return load_fixture(name), models, sessions, json.loads((out / 'model.json').read_text())
 
@@ -163,3 +167,37 @@ def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     message = capsys.readouterr().err
     assert message.startswith('error:') and message.count('\n') == 1 and 'bad.pth.tar' in message
     assert not (tmp_path / 'o').exists()
+
+
+def readme_onnx_example() -> str:
+    """The README's "ONNX Runtime alone" code block, as printed there."""
+    from conftest import REPO_ROOT
+    text = (REPO_ROOT / 'README.md').read_text()
+    after = text.split('ONNX Runtime alone animates with them', 1)[1]
+    return after.split('```python\n', 1)[1].split('```', 1)[0]
+
+
+def test_readme_onnx_example_runs_and_equals_pytorch(exported, request, tmp_path, monkeypatch):
+    """The README's dozen lines, run as printed (only the frame size set to the export's), give
+    PyTorch's prediction for the same 8-bit inputs."""
+    from PIL import Image
+    fixture, models, sessions, info = exported
+    if info['family'] != 'fomm':
+        pytest.skip('the README example is FOMM\'s (TPSMM adds the TPS solve, documented in docs/cpu-inference.md)')
+    folder = EXPORT_DIRS[request.node.callspec.params['exported']]
+    (tmp_path / 'onnx').symlink_to(folder, target_is_directory=True)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    for image, file in zip(images, ('source.png', 'driving-frame.png')):
+        Image.fromarray(image).save(tmp_path / file)
+    code = readme_onnx_example()
+    assert '(256, 256)' in code
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace('(256, 256)', '(64, 64)'), 'README.md', 'exec'), {})
+    out = np.asarray(Image.open(tmp_path / 'out.png'), np.float32) / 255
+
+    source, driving = (torch.from_numpy(i).permute(2, 0, 1)[None].float() / 255 for i in images)
+    with torch.no_grad():
+        kp_s, kp_d = models['kp_detector'](source), models['kp_detector'](driving)
+    expected = torch_prediction(models, source, kp_s, kp_d)[0].transpose(1, 2, 0)
+    assert err(out, expected) <= 1 / 255 + 1e-4          # the PNG's 8-bit rounding
