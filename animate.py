@@ -20,6 +20,7 @@ Modes: FOMM 'standard' (absolute keypoints) and 'relative' (`--relative`, option
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from typing import Iterable, Iterator
 
@@ -312,6 +313,17 @@ class Animator:
         from modules.quantize import generator_feeds
         points = getattr(self.models.get('dense_motion_network'), 'points_per_tps', 5)
         return generator_feeds(self.family, source, features, kp_source, kp_norm, bg_param, points)
+
+    def for_one_video(self) -> 'Animator':
+        """An animator for one video at a time among several at once (app.py's sessions): it shares
+        this one's networks, and with int8 calibrated per video it has its own quantized graph, so
+        one video's calibration never replaces another's mid-stream. Anything else is `self`."""
+        if self.int8 is None or self.int8_fixed:
+            return self
+        from modules.quantize import Int8Generator
+        twin = copy.copy(self)
+        twin.int8 = Int8Generator(self.int8.config, self.models, self.family, self.int8.keep_fp32)
+        return twin
 
     @torch.no_grad()
     def calibrate_state(self, state: dict, driving: torch.Tensor, background: bool = False) -> None:

@@ -24,6 +24,11 @@ Options
   --port N                port (default 7860)
   --device DEV            torch device (default cuda when available, else cpu)
   --threads N             CPU threads for torch (default: torch's choice)
+  --precision P           fp32 (default) | int8 (CPU) | bf16 | fp16 (CUDA): as demo.py --precision,
+                          for every model the app loads. With int8 each Animate request is
+                          calibrated on its own first driving frames, as demo.py does (same file),
+                          and each Live reference on its first frame; the first request of a model
+                          also exports it (cached afterwards).
   --concurrency N         animations processed at once (default 2); more requests wait in
                           Gradio's queue, which shows their place. Live streams have their own
                           limit of N.
@@ -168,10 +173,11 @@ class Models:
     """Animators built once per model files: the served model stays loaded, the last `keep` other
     models typed into the page too. Animators are shared by all sessions (inference only)."""
 
-    def __init__(self, served: ModelFiles, device, keep: int = 2):
+    def __init__(self, served: ModelFiles, device, keep: int = 2, precision: str = 'fp32'):
         self.served = served
         self.device = device
         self.keep = keep
+        self.precision = precision
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[tuple, Animator] = collections.OrderedDict()
 
@@ -184,7 +190,8 @@ class Models:
         key = files.key()
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = Animator.from_files(files.config, files.checkpoint, device=self.device)
+                self._cache[key] = Animator.from_files(files.config, files.checkpoint, device=self.device,
+                                                       precision=self.precision)
                 served = self.served.key()
                 others = [k for k in self._cache if k != served]     # oldest first
                 for old in others[:max(0, len(others) - self.keep)]:
@@ -197,7 +204,8 @@ class Models:
         name = 'FOMM' if animator.family == 'fomm' else 'TPSMM'
         h, w = animator.frame_size
         modes = ', '.join(modes_of(animator))
-        return f'**{name}**, {w}x{h}, modes: {modes} · `{files.config}` · `{files.checkpoint}`'
+        return (f'**{name}**, {w}x{h}, {animator.precision}, modes: {modes} · `{files.config}` · '
+                f'`{files.checkpoint}`')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,6 +226,7 @@ class LiveState:
         self.lock = threading.Lock()
         self.key: tuple | None = None
         self.prepared: dict | None = None
+        self.animator = None          # the Animator `prepared` belongs to (its own with int8)
         self.reset = False
         self.last_frame_at = 0.0
         self.done_at: collections.deque[float] = collections.deque(maxlen=LIVE_FPS_WINDOW)
@@ -342,12 +351,13 @@ def square_crop(frame: np.ndarray) -> np.ndarray:
 
 class App:
     def __init__(self, served: ModelFiles, root: str, device, max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS,
-                 concurrency: int = DEFAULT_CONCURRENCY):
+                 concurrency: int = DEFAULT_CONCURRENCY, precision: str = 'fp32'):
         self.root = root
         self.device = device
         self.max_video_seconds = max_video_seconds
         self.concurrency = concurrency
-        self.models = Models(served, device)
+        self.precision = precision
+        self.models = Models(served, device, precision=precision)
         self.sessions = Sessions(os.path.join(root, 'sessions'))
         self._example_lock = threading.Lock()
         self.served_animator = self.models.get(served)        # fail at start, not in the first request
@@ -481,7 +491,7 @@ class App:
         result = os.path.join(job.folder, 'result.mp4')
         argv = ['--config', files.config, '--checkpoint', files.checkpoint, '--source_image', source_path,
                 '--driving_video', driving_path, '--result_video', result, '--device', str(self.device),
-                '--quiet', *options.demo_argv(animator.family)]
+                '--precision', self.precision, '--quiet', *options.demo_argv(animator.family)]
         args = demo.parse_args(argv)
         total = reader.num_frames or reader.estimated_num_frames or 0
         limit = int(self.max_video_seconds * reader.fps) + 1
@@ -511,7 +521,7 @@ class App:
             raise Cancelled('0 frames')
         with VideoWriter(os.path.join(job.folder, 'side-by-side.mp4'), fps=reader.fps, audio_from=audio_from) as sbs:
             return demo.animate_files(args, config_path=files.config, checkpoint_path=files.checkpoint,
-                                      on_batch=on_batch, animator=animator)
+                                      on_batch=on_batch, animator=animator.for_one_video())
 
     def cancel(self, request: gr.Request):
         if self.sessions.get(request).cancel():
@@ -547,11 +557,12 @@ class App:
         new_reference = live.reset or live.key != key or start - live.last_frame_at > LIVE_RESTART_GAP_S
         if new_reference:
             image = load_image(source, size=animator.frame_size)
-            live.prepared = animator.prepare(image, driving, 'relative', adapt)
+            live.animator = animator.for_one_video()     # int8: this stream's own calibration
+            live.prepared = live.animator.prepare(image, driving, 'relative', adapt)
             live.key, live.reset = key, False
             live.references += 1
             live.done_at.clear()
-        pred = animator.animate_batch(live.prepared, to_tensor(driving, animator.device))   # (1, 3, H, W)
+        pred = live.animator.animate_batch(live.prepared, to_tensor(driving, animator.device))   # (1, 3, H, W)
         image = to_uint8(pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy())[0]
         zoom = max(1, LIVE_DISPLAY_HEIGHT // image.shape[0])     # small models: enlarged for the page
         path = live.write(image.repeat(zoom, axis=0).repeat(zoom, axis=1))
@@ -694,6 +705,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--port', type=int, default=DEFAULT_PORT)
     p.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads for torch')
+    p.add_argument('--precision', choices=('fp32', 'int8', 'bf16', 'fp16'), default='fp32',
+                   help="as demo.py --precision (int8: CPU only), for every model the app loads")
     p.add_argument('--concurrency', type=int, default=DEFAULT_CONCURRENCY, help='animations processed at once')
     p.add_argument('--max_video_seconds', type=float, default=DEFAULT_MAX_VIDEO_SECONDS,
                    help='longest driving video accepted, in seconds')
@@ -717,8 +730,9 @@ def main(argv: list[str] | None = None) -> int:
                 import torch
                 torch.set_num_threads(max(1, args.threads))
             device = demo.resolve_device(argparse.Namespace(cpu=False, device=args.device))
+            demo.check_precision(args.precision, device, compile=False)
             app = App(ModelFiles(args.config, args.checkpoint), root, device, args.max_video_seconds,
-                      args.concurrency)
+                      args.concurrency, args.precision)
         except (*USER_ERRORS, AppError) as err:
             print(f'error: {demo.one_line(err)}', file=sys.stderr)
             return 2

@@ -443,6 +443,18 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
     return {'frames': writer.frames_written, 'seconds': seconds, 'fps': reader.fps}
 
 
+def check_precision(precision: str, device, compile: bool) -> None:
+    """A precision the device cannot run is one DemoError; bf16 emulated on this CPU is a note."""
+    if precision == 'bf16' and device.type == 'cpu' and cpu_has_native_bf16() is False:
+        note('this CPU has no native bf16 arithmetic (neither AVX512-BF16 nor AMX): --precision bf16 is emulated '
+             'and usually several times slower than fp32 here')
+    if precision == 'fp16' and device.type != 'cuda':
+        raise DemoError(f'--precision fp16 needs a CUDA GPU (the device is {device}); use --precision bf16 on the CPU')
+    if precision == 'int8' and (device.type != 'cpu' or compile):
+        raise DemoError(f'--precision int8 runs on the CPU without --compile (the device is {device}); '
+                        'use --cpu, or fp16/bf16 on a GPU')
+
+
 def animate_files(args: argparse.Namespace, *, config_path: str | None = None, checkpoint_path: str | None = None,
                   on_batch=None, mode_override: tuple[str, bool] | None = None, animator=None) -> dict:
     """The CLI's work: check the options and inputs, load the model, animate, write.
@@ -460,14 +472,7 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     if missing:
         raise DemoError(f'missing {", ".join(missing)} (or use --example)')
     device = resolve_device(args)
-    if args.precision == 'bf16' and device.type == 'cpu' and cpu_has_native_bf16() is False:
-        note('this CPU has no native bf16 arithmetic (neither AVX512-BF16 nor AMX): --precision bf16 is emulated '
-             'and usually several times slower than fp32 here')
-    if args.precision == 'fp16' and device.type != 'cuda':
-        raise DemoError(f'--precision fp16 needs a CUDA GPU (the device is {device}); use --precision bf16 on the CPU')
-    if args.precision == 'int8' and (device.type != 'cpu' or args.compile):
-        raise DemoError(f'--precision int8 runs on the CPU without --compile (the device is {device}); '
-                        'use --cpu, or fp16/bf16 on a GPU')
+    check_precision(args.precision, device, args.compile)
     if args.calibration_frames is not None and args.calibration_frames < 1:
         raise DemoError(f'--calibration_frames {args.calibration_frames}: must be at least 1')
     batch_size = args.batch_size if args.batch_size is not None else (32 if device.type == 'cuda' else 1)

@@ -92,3 +92,51 @@ def test_page_message_of_a_checkpoint_that_does_not_fit():
                           ' The checkpoint is TPSMM, num_tps=2. No bundled config fits it exactly.')
     assert page.message(err) == ('x.pth does not fit with config c.yaml: - kp_detector: 336 missing keys (and 2 more) '
                                  'The checkpoint is TPSMM, num_tps=2. No bundled config fits it exactly.')
+
+
+def test_int8_models_give_each_video_its_own_calibration(tmp_path, monkeypatch):
+    """app.py --precision int8: Animators are shared by every session, and int8 calibrates per
+    video (as demo.py). Two videos animated at once, batch by batch in turn, must each give what
+    it gives alone: without a graph per video, the second calibration would replace the first's
+    mid-stream."""
+    pytest.importorskip('onnxruntime')
+    monkeypatch.setenv('KEYPOINT_ANIMATION_CACHE', str(tmp_path / 'cache'))
+    fp32 = app.Models(SERVED, 'cpu').get(SERVED)
+    assert fp32.for_one_video() is fp32
+    animator = app.Models(SERVED, 'cpu', precision='int8').get(SERVED)
+    assert animator.precision == 'int8'
+    twin = animator.for_one_video()
+    assert twin.int8 is not animator.int8 and twin.models is animator.models
+
+    example = demo.example_inputs(num_frames=16)
+    videos = [example.driving, np.ascontiguousarray(example.expected[:, ::-1])]     # two drivers, unalike
+    batches = [[video[i:i + 4] for i in range(0, len(video), 4)] for video in videos]
+
+    def animate(each: app.Animator, video: int):
+        return each.animate(example.source, iter(batches[video]), mode='relative')
+
+    alone = [np.concatenate(list(animate(animator.for_one_video(), v))) for v in (0, 1)]
+    together = [[], []]
+    streams = [animate(animator.for_one_video(), v) for v in (0, 1)]
+    for step in range(len(batches[0])):
+        for v in (0, 1):
+            together[v].append(next(streams[v]))
+    for v in (0, 1):
+        np.testing.assert_array_equal(np.concatenate(together[v]), alone[v])
+    shared = [animate(animator, v) for v in (0, 1)]             # what sharing one graph would give
+    mixed = [[], []]
+    for step in range(len(batches[0])):
+        for v in (0, 1):
+            mixed[v].append(next(shared[v]))
+    assert not np.array_equal(np.concatenate(mixed[0]), alone[0])
+
+
+def test_app_refuses_a_precision_the_device_cannot_run(capsys, monkeypatch):
+    import os
+    import tempfile
+    # main() makes its own temporary folder the process's (and removes it): put them back after.
+    monkeypatch.setattr(tempfile, 'tempdir', tempfile.tempdir)
+    for name in ('TMPDIR', 'GRADIO_TEMP_DIR'):
+        monkeypatch.setenv(name, os.environ.get(name, tempfile.gettempdir()))
+    assert app.main(['--precision', 'fp16', '--device', 'cpu']) == 2
+    assert 'needs a CUDA GPU' in capsys.readouterr().err
