@@ -206,14 +206,15 @@ def screens(work) -> Path:
 # Page helpers
 # ----------------------------------------------------------------------------------------------
 
-def wait(condition, timeout: float = 60, what: str = ''):
+def wait(condition, timeout: float = 60, what=''):
+    """`what`: text for the timeout message, or a function giving it then (to show the page's state)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+            raise AssertionError(f'timed out after {timeout} s waiting for {what() if callable(what) else what}')
         time.sleep(0.2)
 
 
@@ -408,7 +409,8 @@ def test_cancel_stops_the_work(server, browser, inputs):
     wait(lambda: re.search(r'\d+/240 frames', text_of(browser, 'result')), 60, 'the animation to start')
     find(browser, '#cancel')[0].click()
     status = wait(lambda: re.match(r'Cancelled after (\d+) of 240 frames; nothing was written\.',
-                                   text_of(browser, 'status')), 30, 'the cancellation')
+                                   text_of(browser, 'status')), 30,
+                  lambda: f'the cancellation (the status says {text_of(browser, "status")!r})')
     assert int(status.group(1)) < 240
     # The work stopped: the run's folder is empty (the writers' temporary files are gone), no
     # result was written, and the server process uses no more CPU time.
