@@ -68,7 +68,8 @@ Compute
                             the TPS solve stay fp32. FOMM 22.1 s against fp32's 28.1 s (1.28x),
                             TPSMM 47.4 s against 74.9 s (1.58x). PSNR against fp32 81 dB (FOMM)
                             and 48 dB (TPSMM) with random weights, 55 dB and the same held-out L1
-                            (+0.01%) on the bundled model. The first run of a model and video also
+                            (+0.01%) on the bundled model. With VNNI (2-core AMD EPYC Zen 5):
+                            1.41x (FOMM) and 1.88x (TPSMM). The first run of a model and video also
                             exports and calibrates (+25 s FOMM, +34 s TPSMM here), cached
                             (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE) so a second
                             run does not pay it.
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
     co.add_argument('--precision', choices=('fp32', 'int8', 'bf16', 'fp16'), default='fp32',
                     help='fp32 (default); int8 (CPU: int8 convolutions through ONNX Runtime; on a 2-core AVX2 '
-                         'EPYC 1.28x (FOMM) and 1.58x (TPSMM) faster end to end, 48-81 dB PSNR against fp32, '
+                         'EPYC 1.28x (FOMM) and 1.58x (TPSMM) faster end to end, with VNNI 1.41x and 1.88x; 48-81 dB PSNR against fp32, '
                          'first run +25-34 s to export and calibrate, then cached); bf16 (pays only with '
                          'avx512_bf16/AMX or on a GPU); fp16 (CUDA). Details: docstring, docs/cpu-inference.md')
     co.add_argument('--calibration_frames', type=int, default=None, metavar='N',

@@ -68,6 +68,7 @@ def parse_args(argv=None):
     p.add_argument('--suite', action='store_true', help='every figure of docs/cpu-inference.md (see above)')
     p.add_argument('--fomm_reference', default=None, metavar='DIR', help='--suite: a FOMM reference checkout to time')
     p.add_argument('--tps_reference', default=None, metavar='DIR', help='--suite: a TPSMM reference checkout to time')
+    p.add_argument('--no_compile', action='store_true', help='--suite: leave out fp32 --compile (two thirds of its time)')
     p.add_argument('--config')
     weights = p.add_mutually_exclusive_group()
     weights.add_argument('--checkpoint')

@@ -63,7 +63,8 @@ class Family:
                     'TORCHINDUCTOR_CACHE_DIR': os.path.join(self.tmp, 'inductor-cache')}
 
     def variants(self) -> list[str]:
-        return ['fp32', 'int8', 'fp32 --compile'] + (['reference'] if self.reference else [])
+        compiled = [] if self.args.no_compile else ['fp32 --compile']
+        return ['fp32', 'int8'] + compiled + (['reference'] if self.reference else [])
 
     def run(self, variant: str, result: str | None = None) -> dict:
         result = result or os.path.join(self.tmp, 'result.mp4')
@@ -86,7 +87,7 @@ class Family:
 
 def measure(family: Family, repeat: int) -> dict:
     """Cold set-up runs, then `repeat` alternating rounds of every variant; medians."""
-    cold = {v: family.run(v) for v in ('int8', 'fp32 --compile')}
+    cold = {v: family.run(v) for v in family.variants() if v in ('int8', 'fp32 --compile')}
     runs = {v: [] for v in family.variants()}
     for r in range(repeat):
         for variant in family.variants():
@@ -126,7 +127,7 @@ def run_suite(args) -> int:
         for family in families:
             m = measure(family, args.repeat)
             reference = family.output('fp32')
-            psnrs = {v: psnr(family.output(v), reference) for v in ('int8', 'fp32 --compile')}
+            psnrs = {v: psnr(family.output(v), reference) for v in family.variants() if v in ('int8', 'fp32 --compile')}
             results.append((family, m, psnrs))
         for family, m, psnrs in results:
             report(family, m, psnrs, args.frames, args.repeat)
