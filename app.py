@@ -277,12 +277,11 @@ class Session:
                     self.job = None
                 self.idle.notify_all()
 
-    def cancel(self) -> bool:
+    def cancel(self) -> None:
+        """Ask the running job, if any, to stop at its next frame."""
         with self.idle:
-            if self.job is None:
-                return False
-            self.job.cancel.set()
-            return True
+            if self.job is not None:
+                self.job.cancel.set()
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop the running job, wait for it and for a live frame in progress, remove the folder."""

@@ -66,6 +66,11 @@ class Family:
         compiled = [] if self.args.no_compile else ['fp32 --compile']
         return ['fp32', 'int8'] + compiled + (['reference'] if self.reference else [])
 
+    def set_up_variants(self) -> list[str]:
+        """The variants with a one-time set-up (export and calibration, compilation): timed cold
+        once, and scored by PSNR against fp32."""
+        return [v for v in self.variants() if v in ('int8', 'fp32 --compile')]
+
     def run(self, variant: str, result: str | None = None) -> dict:
         result = result or os.path.join(self.tmp, 'result.mp4')
         if variant == 'reference':       # the same random weights: our checkpoints use the official keys
@@ -87,7 +92,7 @@ class Family:
 
 def measure(family: Family, repeat: int) -> dict:
     """Cold set-up runs, then `repeat` alternating rounds of every variant; medians."""
-    cold = {v: family.run(v) for v in family.variants() if v in ('int8', 'fp32 --compile')}
+    cold = {v: family.run(v) for v in family.set_up_variants()}
     runs = {v: [] for v in family.variants()}
     for r in range(repeat):
         for variant in family.variants():
@@ -127,7 +132,7 @@ def run_suite(args) -> int:
         for family in families:
             m = measure(family, args.repeat)
             reference = family.output('fp32')
-            psnrs = {v: psnr(family.output(v), reference) for v in family.variants() if v in ('int8', 'fp32 --compile')}
+            psnrs = {v: psnr(family.output(v), reference) for v in family.set_up_variants()}
             results.append((family, m, psnrs))
         for family, m, psnrs in results:
             report(family, m, psnrs, args.frames, args.repeat)
