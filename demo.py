@@ -83,8 +83,8 @@ Compute
                           on 2 CPU cores batch 1 was fastest and smallest for vox-256).
   --img_shape H,W         animation size (default: the config's dataset_params.frame_shape, else
                           256,256).
-  --threads N             CPU threads for torch (default: torch's choice, one per core). On a
-                          machine busy with other work, 1 can be many times faster.
+  --threads N             CPU threads for torch (default: one per core, fewer when other work
+                          keeps cores busy, by the load average; see docs/cpu-inference.md).
   --quiet                 no progress bar (it is also off when stderr is not a terminal).
 
 Example (--example)
@@ -113,6 +113,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+# Idle OpenMP threads sleep instead of spinning (modules/cpu_threads.py); set before torch loads.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -480,11 +482,10 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     if batch_size < 1:
         raise DemoError(f'--batch_size {batch_size}: must be at least 1')
     check_output_path(args.result_video)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DemoError(f'--threads {args.threads}: must be at least 1')
-        import torch
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise DemoError(f'--threads {args.threads}: must be at least 1')
+    from modules import cpu_threads
+    cpu_threads.configure(args.threads)
 
     config = load_config(config_path)
     family = family_of_config(config).name

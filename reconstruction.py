@@ -23,6 +23,7 @@ from animate import Animator, required_networks, to_uint8, video_stem
 from fileio import atomic_path
 from logger import Visualizer
 from modules.checkpoint import load_models
+from modules.precision import to_float
 from video_io import VideoWriter, write_image
 
 log = logging.getLogger('reconstruction')
@@ -54,7 +55,9 @@ def face_fields(faces, note: str | None) -> dict:
 
 
 def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, checkpoint: str | None,
-                   batch_size: int = 16, akd: bool = True, visualize: bool = True, face_backend: str = 'auto') -> dict:
+                   batch_size: int = 16, akd: bool = True, visualize: bool = True, face_backend: str = 'auto',
+                   precision: str = 'fp32') -> dict:
+    """`precision`: fp32, bf16 or fp16 (CUDA) autocast of the networks (animate.Animator)."""
     if not checkpoint:
         raise ValueError('--mode reconstruction needs --checkpoint')
     ckpt = load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
@@ -67,7 +70,7 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
     fmt = params.get('format', '.mp4')
     out_dir = os.path.join(log_dir, 'reconstruction')
     os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
-    animator = Animator(config, models, device)
+    animator = Animator(config, models, device, precision)
     visualizer = Visualizer(**(config.get('visualizer_params') or {}))
     faces, faces_note = make_face_metrics(config, animator.device, face_backend) if akd else (None, 'off')
     per_video, frame_l1, baseline_l1 = {}, [], []
@@ -81,7 +84,7 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
         baseline_l1 += (video - video[:1]).abs().mean(dim=(1, 2, 3)).tolist()
         for start in range(0, video.shape[0], batch_size):
             driving = video[start:start + batch_size]
-            out = animator.animate_batch(state, driving, full=True, background=background)
+            out = to_float(animator.animate_batch(state, driving, full=True, background=background))
             pred = out['prediction'].float()
             l1 += (pred - driving).abs().mean(dim=(1, 2, 3)).tolist()
             predictions.append(pred.permute(0, 2, 3, 1).cpu().numpy())

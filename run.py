@@ -15,7 +15,11 @@ import socket
 import sys
 import time
 
-import torch
+# Idle OpenMP threads sleep instead of spinning: spinning threads on a shared machine starve the
+# thread that has the work (modules/cpu_threads.py). Must be set before torch loads its OpenMP.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
 
 log = logging.getLogger('run')
 
@@ -39,6 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--face_backend', choices=('auto', 'face-alignment', 'dlib'), default='auto',
                    help='faces for --find_best_frame and the reconstruction face metrics (auto: face-alignment when '
                         'its model loads, else dlib)')
+    p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default=None,
+                   help='train / train_avd / reconstruction precision: autocast with float32 weights (default: '
+                        'train_params.precision, else fp32); bf16 runs on CPUs too, fp16 gets a gradient scaler')
+    p.add_argument('--compile', action='store_true', help='train: torch.compile each network (slow first steps)')
+    p.add_argument('--channels_last', choices=('auto', 'on', 'off'), default='auto',
+                   help='train: channels-last networks and batches (auto: on the CPU, and on one GPU in bf16/fp16)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='CPU threads for torch (default: one per core, fewer when other work keeps cores busy)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--verbose', action='store_true')
     return p.parse_args(argv)
@@ -129,6 +141,16 @@ def missing_gpus(args) -> str | None:
     return None
 
 
+PRECISION_PARAMS = {'train': 'train_params', 'train_avd': 'train_avd_params', 'reconstruction': 'reconstruction_params'}
+
+
+def run_precision(args, config: dict, device: torch.device) -> str:
+    """--precision, else the mode's `<mode>_params.precision`, else fp32; checked before any work
+    (fp16 on a CPU is refused in one line)."""
+    from modules.precision import resolve
+    return resolve(args.precision, config.get(PRECISION_PARAMS.get(args.mode, '')) or {}, device)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     problem = missing_gpus(args)
@@ -152,9 +174,13 @@ def execute(args, dist) -> int:
                         format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
     torch.manual_seed(args.seed + dist.rank)
     try:
+        if not dist.enabled:      # ranks of one machine share its cores (launched_process)
+            from modules import cpu_threads
+            cpu_threads.configure(args.threads)
         config = load_config(args.config)
         device = pick_device(args, dist)
         log.info('device: %s%s', device, f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else '')
+        precision = run_precision(args, config, device)
         models = build_models(config)
         log_dir = run_dir(args, args.config)
         log.info('run folder: %s', log_dir)
@@ -165,19 +191,21 @@ def execute(args, dist) -> int:
             if params.get('num_repeats', 1) != 1:
                 dataset = DatasetRepeater(dataset, params['num_repeats'])
             train.train(config, models, dataset, log_dir, device, args.checkpoint, dist,
-                        max_epochs=args.epochs, max_minutes=args.max_minutes)
+                        max_epochs=args.epochs, max_minutes=args.max_minutes, precision=precision,
+                        compile=args.compile, channels_last={'on': True, 'off': False}.get(args.channels_last))
         elif args.mode == 'train_avd':
             import train_avd
             if not args.checkpoint:
                 raise ConfigError('--mode train_avd needs --checkpoint: the AVD network is trained on a trained '
                                   'TPSMM model')
             dataset = build_dataset(config['dataset_params'], is_train=True)
-            train_avd.train_avd(config, models, dataset, log_dir, device, args.checkpoint, max_epochs=args.epochs)
+            train_avd.train_avd(config, models, dataset, log_dir, device, args.checkpoint, max_epochs=args.epochs,
+                                precision=precision)
         elif args.mode == 'reconstruction':
             import reconstruction
             dataset = build_dataset(config['dataset_params'], is_train=False)
             reconstruction.reconstruction(config, models, dataset, log_dir, device, args.checkpoint,
-                                          face_backend=args.face_backend)
+                                          face_backend=args.face_backend, precision=precision)
         else:
             import animate
             animate.animate_dataset(config, models, log_dir, device, args.checkpoint,

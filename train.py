@@ -28,6 +28,7 @@ from logger import Logger
 from modules.checkpoint import CheckpointError, _strip_prefix, load_models, read_checkpoint, state_dict_mismatch
 from modules.config import ConfigError, config_path
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, family_of
+from modules.precision import MixedPrecision, resolve as resolve_precision, to_float
 from sync_batchnorm import convert_model
 
 log = logging.getLogger('train')
@@ -204,27 +205,32 @@ def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch
     return [phase]
 
 
-def step_phase(phase: Phase, batch: dict, epoch: int, models: dict, train_params: dict, generated=None):
-    """Forward, sum of named losses, backward, clip, step. Returns (loss values, generated)."""
+def step_phase(phase: Phase, batch: dict, epoch: int, models: dict, train_params: dict, generated=None,
+               amp: MixedPrecision = MixedPrecision()):
+    """Forward and losses under `amp`'s autocast, their float32 sum, backward (scaled for fp16),
+    clip, step. Returns (loss values, generated)."""
     # The generator phase also back-propagates into the discriminator (GAN and feature-matching
     # losses); those gradients must not reach the discriminator's own step (the references zero
     # them first), so every phase starts from clean gradients of the networks it steps.
     for opt in phase.optimizers.values():
         opt.zero_grad(set_to_none=True)
-    if phase.name == 'discriminator':
-        losses = phase.model(batch, generated)
-    else:
-        losses, generated = phase.model(batch, epoch)
-    total = sum(v.mean() for v in losses.values())
-    total.backward()
+    with amp.autocast():
+        if phase.name == 'discriminator':
+            losses = phase.model(batch, generated)
+        else:
+            losses, generated = phase.model(batch, epoch)
+    total = sum(v.float().mean() for v in losses.values())
+    amp.backward(total)
     bg_active = 'bg_predictor' in models and epoch >= train_params.get('bg_start', 0)
+    if phase.clip:
+        amp.unscale(phase.optimizers.values())
     for module in phase.clip + ([models['bg_predictor']] if bg_active and phase.clip else []):
         torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm=TPS_CLIP_NORM, norm_type=math.inf)
     for key, opt in phase.optimizers.items():
         if key == 'optimizer_bg_predictor' and not bg_active:
             opt.zero_grad(set_to_none=True)
             continue
-        opt.step()
+        amp.step(opt)
         opt.zero_grad(set_to_none=True)
     return {k: float(v.mean().detach()) for k, v in losses.items()}, generated
 
@@ -244,20 +250,42 @@ def average_buffers(models: dict, dist: Dist) -> None:
                 torch.distributed.broadcast(buf.data, src=0)
 
 
-def use_channels_last(models: dict, phases: list, device: torch.device, dist: Dist) -> bool:
-    """On a single-process CPU run, move every network (VGG-19 and the pyramid's kernels included)
-    to channels-last and return True: batches must then follow (`to_device(..., True)`).
+def channels_last_default(device: torch.device, precision: str, dist: Dist) -> bool:
+    """Channels-last unless asked otherwise: on a single-process CPU run, and on a single GPU in
+    bf16/fp16 (tensor-core convolutions take NHWC; cuDNN transposes NCHW around each call).
+    Not with torchrun: gloo's broadcast and DDP's gradient buckets expect the default layout."""
+    if dist.enabled:
+        return False
+    return device.type == 'cpu' or (device.type == 'cuda' and precision != 'fp32')
+
+
+def use_channels_last(models: dict, phases: list, device: torch.device, dist: Dist, wanted: bool | None = None,
+                      precision: str = 'fp32') -> bool:
+    """Move every network (VGG-19 and the pyramid's kernels included) to channels-last and return
+    True when `wanted` (None: `channels_last_default`): batches must then follow
+    (`to_device(..., True)`).
 
     oneDNN's CPU convolutions work on channels-last data; given NCHW, every call reorders its
-    input and output. Measured on a 2-core AVX-512 Xeon: see benchmarks/README.md. Not with
-    torchrun: gloo's broadcast and DDP's gradient buckets expect the default layout. Parameters
+    input and output. Measured on a 2-core AVX-512 Xeon: see benchmarks/README.md. Parameters
     keep their identity (optimizers need not be rebuilt); checkpoints load either way.
     """
-    if device.type != 'cpu' or dist.enabled:
+    if not (channels_last_default(device, precision, dist) if wanted is None else wanted):
         return False
     for module in list(models.values()) + [phase.model for phase in phases]:
         module.to(memory_format=torch.channels_last)
     return True
+
+
+def compile_networks(models: dict, phases: list) -> None:
+    """torch.compile, in place, each network's forward and the perceptual loss's VGG-19 (opt-in:
+    the first steps pay the compilation). Per network rather than the whole training step: the
+    equivariance jacobian's autograd.grad cannot be traced, and state-dict keys stay the same."""
+    for m in models.values():
+        m.compile()
+    for phase in phases:
+        vgg = getattr(getattr(phase.model, 'module', phase.model), 'vgg', None)
+        if vgg is not None:
+            vgg.compile()
 
 
 def to_device(batch: dict, device, channels_last: bool = False) -> dict:
@@ -283,14 +311,19 @@ def check_loss_weights(config: dict) -> None:
 
 def train(config: dict, models: dict, dataset, log_dir: str, device: torch.device, checkpoint: str | None = None,
           dist: Dist = Dist(), last_checkpoint_minutes: float = 15.0,
-          max_epochs: int | None = None, max_minutes: float | None = None) -> int:
+          max_epochs: int | None = None, max_minutes: float | None = None, precision: str | None = None,
+          compile: bool = False, channels_last: bool | None = None) -> int:
     """Train from `config` on `dataset` (items {'source', 'driving'}). Returns the last epoch run.
 
     `max_minutes` ends training after the first epoch that finishes past that budget (a fixed
-    compute budget for comparisons; the last epoch is checkpointed as usual)."""
+    compute budget for comparisons; the last epoch is checkpointed as usual).
+    `precision` fp32 | bf16 | fp16 (None: train_params.precision, else fp32): mixed precision with
+    float32 weights (modules/precision.py). `compile`: torch.compile each network's forward.
+    `channels_last`: None picks per device (`channels_last_default`)."""
     started = time.monotonic()
     check_loss_weights(config)
     train_params = config['train_params']
+    amp = MixedPrecision(resolve_precision(precision, train_params, device), device)
     num_epochs = train_params['num_epochs'] if max_epochs is None else max_epochs
     for m in models.values():
         m.to(device).train()
@@ -314,7 +347,9 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
             for k in models:
                 models[k] = convert_model(models[k])
     phases = build_phases(models, train_params, optimizers, start_epoch, device, dist)
-    channels_last = use_channels_last(models, phases, device, dist)
+    channels_last = use_channels_last(models, phases, device, dist, channels_last, amp.precision)
+    if compile:
+        compile_networks(models, phases)
     loader = make_loader(dataset, train_params, dist)
     if len(loader) == 0:
         raise ValueError(f'{config.get("dataset_params", {}).get("root_dir")}: {len(dataset)} training items, fewer '
@@ -323,8 +358,9 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                     visualizer_params=config.get('visualizer_params'), enabled=dist.is_main)
     logger.keep_config(config_path(config))
     if dist.is_main:
-        log.info('training %s epochs %d..%d, %d iterations per epoch, %d process%s', family_of(models), start_epoch,
-                 num_epochs - 1, len(loader), dist.world_size, 'es' if dist.enabled else '')
+        log.info('training %s epochs %d..%d, %d iterations per epoch, %d process%s, %s%s%s', family_of(models),
+                 start_epoch, num_epochs - 1, len(loader), dist.world_size, 'es' if dist.enabled else '', amp.precision,
+                 ', channels-last' if channels_last else '', ', compiled' if compile else '')
     step = start_epoch * len(loader)
     last_save = time.monotonic()
     epoch = start_epoch - 1
@@ -337,8 +373,9 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                 batch = to_device(batch, device, channels_last)
                 values, generated = {}, None
                 for phase in phases:
-                    phase_values, generated = step_phase(phase, batch, epoch, models, train_params, generated)
+                    phase_values, generated = step_phase(phase, batch, epoch, models, train_params, generated, amp)
                     values.update(phase_values)
+                amp.update()
                 logger.log_iter(values, step)
                 bar.set_postfix({k: f'{v:.3f}' for k, v in values.items()}, refresh=False)
                 step += 1
@@ -358,7 +395,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
             average_buffers(models, dist)
             lrs = {f'lr/{k}': o.param_groups[0]['lr'] for k, o in optimizers.items()}
             logger.log_epoch(epoch, checkpoint_objects(models, optimizers, phases, train_params, epoch),
-                             inp=batch, out=generated, extra_scalars=lrs)
+                             inp=batch, out=to_float(generated), extra_scalars=lrs)
             last_save = time.monotonic()
             if max_minutes is not None and last_save - started > max_minutes * 60:
                 log.info('time budget of %.1f min reached after epoch %d', max_minutes, epoch)

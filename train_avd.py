@@ -27,6 +27,7 @@ from frames_dataset import DatasetRepeater
 from logger import Logger
 from modules.checkpoint import load_models, read_checkpoint
 from modules.config import ConfigError, config_path
+from modules.precision import MixedPrecision, resolve as resolve_precision, to_float
 from train import adam, restore_optimizer
 
 log = logging.getLogger('train_avd')
@@ -78,8 +79,11 @@ def first_stage_mode(params: dict) -> str:
 
 
 def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpoint: str,
-              max_epochs: int | None = None) -> int:
+              max_epochs: int | None = None, precision: str | None = None) -> int:
+    """`precision` fp32 | bf16 | fp16 (None: train_avd_params.precision, else fp32): the keypoint
+    detector and the AVD network under autocast, float32 weights (modules/precision.py)."""
     params = config['train_avd_params']
+    amp = MixedPrecision(resolve_precision(precision, params, torch.device(device)), device)
     mode = first_stage_mode(params)
     avd, kp_detector = models['avd_network'], models['kp_detector']
     ckpt = read_checkpoint(checkpoint)
@@ -93,8 +97,10 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
         log.info('%s: optimizer_avd restored', checkpoint)
     if params.get('num_repeats', 1) != 1:
         dataset = DatasetRepeater(dataset, params['num_repeats'])
+    workers = params.get('dataloader_workers', 0)
     loader = DataLoader(dataset, batch_size=params['batch_size'], shuffle=True, drop_last=True,
-                        num_workers=params.get('dataloader_workers', 0))
+                        num_workers=workers, pin_memory=torch.device(device).type == 'cuda',
+                        persistent_workers=workers > 0)
     num_epochs = params['num_epochs'] if max_epochs is None else max_epochs
     objects = {**models, 'optimizer_avd': optimizer}
     step, epoch = 0, -1
@@ -106,19 +112,22 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
                     group['lr'] = group['initial_lr'] * avd_lr_factor(params['epoch_milestones'], epoch - 1)
             avd.train()
             for batch in tqdm(loader, desc=f'avd epoch {epoch + 1}/{num_epochs}'):
-                with torch.no_grad():
-                    kp_source = kp_detector(batch['source'].to(device))
-                    kp_driving = kp_detector(batch['driving'].to(device))
+                with torch.no_grad(), amp.autocast():
+                    kp_source = kp_detector(batch['source'].to(device, non_blocking=True))
+                    kp_driving = kp_detector(batch['driving'].to(device, non_blocking=True))
                 rescaled = {'fg_kp': random_axis_scale(kp_driving['fg_kp'], params['random_scale'])}
-                rec = avd(kp_source, rescaled)
-                loss = params['lambda_shift'] * (kp_driving['fg_kp'] - rec['fg_kp']).abs().mean()
-                loss.backward()
-                optimizer.step()
+                with amp.autocast():
+                    rec = avd(kp_source, rescaled)
+                loss = params['lambda_shift'] * (kp_driving['fg_kp'] - rec['fg_kp']).abs().mean()   # float32
+                amp.backward(loss)
+                amp.step(optimizer)
+                amp.update()
                 optimizer.zero_grad(set_to_none=True)
                 logger.log_iter({'rec_kp': loss.item()}, step)
                 step += 1
-            inp, out = avd_preview(models, batch, device)
-            logger.log_epoch(epoch, objects, inp=inp, out=out,
+            with amp.autocast():
+                inp, out = avd_preview(models, batch, device)
+            logger.log_epoch(epoch, objects, inp=inp, out=to_float(out),
                              extra_scalars={'lr/optimizer_avd': optimizer.param_groups[0]['lr']})
         logger.save_final(objects, epoch)
     return epoch

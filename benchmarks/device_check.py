@@ -6,13 +6,16 @@
 Prints one table, a row per check: name, result (ok / FAIL / skipped), figure, detail.
   tests        pytest tests/test_cuda.py (the CUDA-only tests; on the CPU they skip)
   train        one training step per family on the parity fixtures' models and batch, the losses
-               compared with the fixture (the reference's CPU numbers), relative 1e-3 (TF32 off);
-               then the step time at vox-256, batch 4
+               compared with the fixture (the reference's CPU numbers), relative 1e-3 (TF32 off)
+  train table  samples/s and peak memory of train.py's whole iteration per family at vox-256,
+               batch 8, in fp32, bf16, fp16 and bf16 + torch.compile (median of 5 steps after
+               warm-up), beside the reference's fp32 generator step run from its checkout
+               (--fomm_reference / --tps_reference DIR; skipped without one)
   demo         frames/s of the Animator per family (vox-256, random weights, the sample clip's
                first frames) for each precision (fp32, bf16, fp16, fp16 + torch.compile) and batch
                size (1, 8, 32), each output's PSNR against the CPU's fp32 output (>= 30 dB)
 `--dry_run` runs the same code on the CPU with the parity models, batches 1 and 2, and
-fp32 only (2 frames), so its logic is tested without a GPU (tests/test_device_check.py). Exit status 1 when
+fp32 only (2 frames), the training table on the synthetic 64x64 configs in fp32 and bf16, so its logic is tested without a GPU (tests/test_device_check.py). Exit status 1 when
 any check fails.
 """
 from __future__ import annotations
@@ -93,28 +96,148 @@ def train_step_matches_fixture(name: str, device: torch.device) -> None:
         f'worst loss {worst}, vs the reference (CPU)')
 
 
-def train_step_time(config_path: str, device: torch.device, batch: int, size: int) -> None:
-    from modules import build_models, load_config
-    from modules.model import GeneratorFullModel
-    config = load_config(config_path)
-    config['train_params']['vgg19_weights'] = 'random'
-    models = {k: m.to(device).train() for k, m in build_models(config).items()}
-    full = GeneratorFullModel(models, config['train_params']).to(device)
-    params = [p for k, m in models.items() if k != 'discriminator' for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    x = {k: torch.rand(batch, 3, size, size, device=device) for k in ('source', 'driving')}
+# ---- training table: our step per precision, beside the reference's -------------------------
+
+def peak_memory(device: torch.device) -> str:
+    return f'peak {torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f} MiB' if device.type == 'cuda' else 'peak n/a'
+
+
+def timed_steps(step, device: torch.device, steps: int, warmup: int) -> float:
+    """Median seconds of `step()` after `warmup` untimed calls (compilation, cuDNN's search)."""
     times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        losses, _ = full(x)
-        optimizer.zero_grad()
-        sum(v.mean() for v in losses.values()).backward()
-        optimizer.step()
+    for i in range(warmup + steps):
         sync(device)
-        times.append(time.perf_counter() - start)
-    finite = all(torch.isfinite(v).all() for v in losses.values())
-    row(f'train step time {os.path.basename(os.path.dirname(config_path))}/{os.path.basename(config_path)}',
-        bool(finite), f'{min(times[1:]):.3f} s', f'batch {batch}, {size}x{size}, generator side, losses finite')
+        start = time.perf_counter()
+        step()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def our_train_rate(config_path: str, device: torch.device, variant: str, batch: int, size: int, steps: int) -> None:
+    """samples/s of train.py's whole iteration (every phase, optimizer steps, scaler) in one
+    `variant`: fp32 | bf16 | fp16, '+compile' for torch.compile. Random VGG, random frames."""
+    import train
+    from modules import build_models, load_config
+    from modules.precision import MixedPrecision
+    config = load_config(config_path)
+    params = config['train_params']
+    params['vgg19_weights'] = 'random'
+    precision, compiled = variant.split('+')[0], variant.endswith('+compile')
+    torch.manual_seed(0)
+    models = {k: m.to(device).train() for k, m in build_models(config).items()}
+    amp = MixedPrecision(precision, device)
+    optimizers = train.build_optimizers(models, params)
+    phases = train.build_phases(models, params, optimizers, 0, device, train.Dist())
+    channels_last = train.use_channels_last(models, phases, device, train.Dist(), None, precision)
+    if compiled:
+        train.compile_networks(models, phases)
+    x = train.to_device({k: torch.rand(batch, 3, size, size) for k in ('source', 'driving')}, device, channels_last)
+    values = {}
+
+    def step():
+        generated = None
+        for phase in phases:
+            got, generated = train.step_phase(phase, x, 0, models, params, generated, amp)
+            values.update(got)
+        amp.update()
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    sec = timed_steps(step, device, steps, 3 if compiled else 1)
+    finite = all(np.isfinite(v) for v in values.values())
+    row(f'train {family_label(config_path)} {variant}', bool(finite), f'{batch / sec:.2f} samples/s',
+        f'{peak_memory(device)}, batch {batch}, {size}x{size}, {sec:.3f} s/step{", channels-last" if channels_last else ""}')
+
+
+def family_label(config_path: str) -> str:
+    return f'{os.path.basename(os.path.dirname(config_path))}/{os.path.basename(config_path)}'
+
+
+REFERENCE_STEP = r'''
+import sys, time, yaml, torch, torchvision
+family, config_path, batch, size, steps, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+vgg19 = torchvision.models.vgg19
+torchvision.models.vgg19 = lambda pretrained=False, **k: vgg19(weights=None)   # offline: random VGG, same cost
+config = yaml.safe_load(open(config_path))
+mp, tp = config['model_params'], config['train_params']
+if family == 'fomm':
+    from modules.generator import OcclusionAwareGenerator
+    from modules.discriminator import MultiScaleDiscriminator
+    from modules.keypoint_detector import KPDetector
+    from modules.model import GeneratorFullModel
+    nets = [KPDetector(**mp['kp_detector_params'], **mp['common_params']),
+            OcclusionAwareGenerator(**mp['generator_params'], **mp['common_params']),
+            MultiScaleDiscriminator(**mp['discriminator_params'], **mp['common_params'])]
+    nets = [n.to(device) for n in nets]
+    full = GeneratorFullModel(*nets, tp)
+    forward = lambda x: full(x)
+else:
+    from modules.inpainting_network import InpaintingNetwork
+    from modules.keypoint_detector import KPDetector
+    from modules.bg_motion_predictor import BGMotionPredictor
+    from modules.dense_motion import DenseMotionNetwork
+    from modules.model import GeneratorFullModel
+    cp = mp['common_params']
+    nets = [KPDetector(**cp), BGMotionPredictor() if cp['bg'] else None,
+            DenseMotionNetwork(**cp, **mp['dense_motion_params']), InpaintingNetwork(**mp['generator_params'], **cp)]
+    nets = [n.to(device) if n is not None else None for n in nets]
+    full = GeneratorFullModel(*nets, tp)
+    forward = lambda x: full(x, 0)
+params = [p for n in nets if n is not None for p in n.parameters()]
+optimizer = torch.optim.Adam(params, lr=1e-4, betas=(0.5, 0.999))
+x = {k: torch.rand(batch, 3, size, size, device=device) for k in ('source', 'driving')}
+sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+times = []
+if device.startswith('cuda'):
+    torch.cuda.reset_peak_memory_stats()
+for i in range(steps + 1):
+    sync(); start = time.perf_counter()
+    losses, _ = forward(x)
+    sum(v.mean() for v in losses.values()).backward()
+    optimizer.step(); optimizer.zero_grad()
+    sync(); times.append(time.perf_counter() - start)
+times = sorted(times[1:])
+peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.startswith('cuda') else float('nan')
+print(f'RESULT {times[len(times) // 2]:.6f} {peak:.0f}')
+'''
+
+
+def reference_train_rate(family: str, checkout: str | None, config_path: str, device: torch.device, batch: int,
+                         size: int, steps: int) -> None:
+    """The reference's generator step (forward, losses, backward, Adam) from its own checkout, in a
+    subprocess run there (its `modules` package would shadow ours), fp32 as it trains."""
+    name = f'train {family_label(config_path)} reference fp32'
+    if not checkout:
+        row(name, None, '', f'no --{family}_reference checkout given')
+        return
+    proc = subprocess.run([sys.executable, '-c', REFERENCE_STEP, family, os.path.abspath(config_path), str(batch),
+                           str(size), str(steps), str(device)], cwd=checkout, capture_output=True, text=True)
+    found = [line for line in proc.stdout.splitlines() if line.startswith('RESULT ')]
+    if proc.returncode != 0 or not found:
+        row(name, False, '', (proc.stderr.strip().splitlines() or ['no output'])[-1][:150])
+        return
+    sec, peak = found[-1].split()[1:]
+    row(name, True, f'{batch / float(sec):.2f} samples/s',
+        f'peak {peak} MiB, batch {batch}, {size}x{size}, {float(sec):.3f} s/step (generator phase only)')
+
+
+def training_table(args, device: torch.device, cuda: bool) -> None:
+    if cuda:
+        configs = {'fomm': 'config/fomm/vox-256.yaml', 'tps': 'config/tps/vox-256.yaml'}
+        variants, batch, size, steps = ['fp32', 'bf16', 'fp16', 'bf16+compile'], 8, 256, 5
+    else:                   # dry run: the same code on the synthetic configs, tiny and short
+        configs = {'fomm': 'config/synthetic/fomm-64.yaml', 'tps': 'config/synthetic/tps-64-small.yaml'}
+        variants, batch, size, steps = ['fp32', 'bf16'], 2, 64, 1
+    for family, config in configs.items():
+        path = os.path.join(REPO, config)
+        for variant in variants:
+            our_train_rate(path, device, variant, batch, size, steps)
+        reference = getattr(args, f'{family}_reference')
+        ref_config = os.path.join(reference, 'config', 'vox-256.yaml') if reference else path
+        reference_train_rate(family, reference, ref_config, device, batch, size, steps)
+    if not cuda:
+        row('train fp16 / compiled on CUDA', None, '', 'CUDA only')
 
 
 # ---- demo -------------------------------------------------------------------------------------
@@ -164,6 +287,10 @@ def demo_rates(config_path: str, device: torch.device, precisions: list[str], ba
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dry_run', action='store_true', help='CPU only, tiny sizes: everything but the CUDA parts')
+    p.add_argument('--fomm_reference', default=None, metavar='DIR',
+                   help='a first-order-model checkout: its training step joins the training table')
+    p.add_argument('--tps_reference', default=None, metavar='DIR',
+                   help='a Thin-Plate-Spline-Motion-Model checkout: its training step joins the training table')
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.dry_run
     if not cuda and not args.dry_run:
@@ -177,12 +304,11 @@ def main(argv=None) -> int:
     run_tests(args.dry_run)
     for name in ('fomm-public', 'tps-public'):
         train_step_matches_fixture(name, device)
+    training_table(args, device, cuda)
     if cuda:
         for config in ('config/fomm/vox-256.yaml', 'config/tps/vox-256.yaml'):
-            train_step_time(os.path.join(REPO, config), device, 4, 256)
             demo_rates(os.path.join(REPO, config), device, ['fp32', 'bf16', 'fp16', 'fp16+compile'], [1, 8, 32], 64)
     else:
-        row('train step time vox-256', None, '', 'CUDA only')
         for name in ('fomm-public', 'tps-public'):
             demo_rates(os.path.join(PARITY, f'{name}.yaml'), device, ['fp32'], [1, 2], 2)
         row('demo bf16/fp16/compile on CUDA', None, '', 'CUDA only')

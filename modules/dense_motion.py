@@ -70,7 +70,7 @@ class FommDenseMotionNetwork(nn.Module):
         deformed = warp_per_motion(source_image, motions)                    # (B, K+1, C, h, w)
         # Interleaved per candidate: [heatmap_k, warped_k] -- the channel order of FOMM's weights.
         features = self.hourglass(torch.cat([heatmap.unsqueeze(2), deformed], dim=2).view(b, -1, h, w))
-        mask = F.softmax(self.mask(features), dim=1)
+        mask = F.softmax(self.mask(features).float(), dim=1)     # float32 under autocast: it weights motions
         out = {'sparse_deformed': deformed, 'mask': mask, 'deformation': combine_motions(motions, mask)}
         if self.occlusion is not None:
             out['occlusion_map'] = torch.sigmoid(self.occlusion(features))
@@ -149,7 +149,7 @@ class TpsDenseMotionNetwork(nn.Module):
         motions = self.motions(kp_driving['fg_kp'], kp_source['fg_kp'], bg_param, (h, w), tps)
         deformed = warp_per_motion(source_image, motions)                    # (B, K+1, C, h, w)
         levels = self.hourglass.pyramid(torch.cat([heatmap, deformed.view(b, -1, h, w)], dim=1))
-        logits = self.maps(levels[-1])
+        logits = self.maps(levels[-1]).float()         # float32 under autocast: the weights of motions
         weights = self.dropout_softmax(logits, dropout_p) if dropout_flag else F.softmax(logits, dim=1)
         out = {'deformed_source': deformed, 'contribution_maps': weights,
                'deformation': combine_motions(motions, weights)}

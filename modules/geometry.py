@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .precision import full_precision
+
 
 def make_coordinate_grid(spatial_size: tuple[int, int], dtype: torch.dtype = torch.float32,
                          device: torch.device | str | None = None) -> torch.Tensor:
@@ -50,6 +52,7 @@ def inverse(matrices: torch.Tensor) -> torch.Tensor:
     return torch.inverse(matrices)
 
 
+@full_precision
 def local_affine_motions(grid: torch.Tensor, kp_driving: dict, kp_source: dict) -> torch.Tensor:
     """FOMM eq. (4): per-keypoint first-order motion, T_k(z) = kp_S + J_S J_D^-1 (z - kp_D).
 
@@ -77,6 +80,7 @@ def combine_motions(motions: torch.Tensor, weights: torch.Tensor) -> torch.Tenso
     return weighted.sum(dim=1).permute(0, 2, 3, 1)
 
 
+@full_precision
 def homogeneous_affine(grid: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Apply a (B, 3, 3) projective/affine matrix to a (B, ..., 2) grid (TPSMM background motion)."""
     points = torch.cat([grid, torch.ones_like(grid[..., :1])], dim=-1)      # (B, ..., 3)
@@ -101,6 +105,7 @@ def random_tps_kernel_tpsmm(diff: torch.Tensor) -> torch.Tensor:
     return tps_radial_l2((diff ** 2).sum(-1))
 
 
+@full_precision
 def fit_tps(kp_from: torch.Tensor, kp_to: torch.Tensor, regularization: float = 0.01):
     """TPSMM eq. (1)-(2): thin-plate spline that maps `kp_from` onto `kp_to`, per group.
 
@@ -123,6 +128,7 @@ def fit_tps(kp_from: torch.Tensor, kp_to: torch.Tensor, regularization: float = 
     return params[:, :, n:, :].permute(0, 1, 3, 2), params[:, :, :n, :]
 
 
+@full_precision
 def apply_tps(points: torch.Tensor, control_points: torch.Tensor, affine: torch.Tensor,
               weights: torch.Tensor) -> torch.Tensor:
     """Evaluate fitted TPS transforms at points: T(p) = A [p; 1] + sum_i w_i U(|p - c_i|^2).
@@ -157,6 +163,7 @@ def tps_motions(grid: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.T
     return apply_tps(grid.reshape(-1, 2), kp_d, affine, weights).view(b, -1, h, w, 2)
 
 
+@full_precision
 def warp(inp: torch.Tensor, deformation: torch.Tensor, resize_align_corners: bool = False) -> torch.Tensor:
     """Backward-warp `inp` (B, C, H, W) by a (B, h, w, 2) motion field, resizing the field first
     when its resolution differs from the input's.

@@ -16,6 +16,7 @@ from torch import nn
 
 from .blocks import AntiAliasInterpolation2d, Hourglass
 from .geometry import heatmap_to_keypoints
+from .precision import full_precision
 
 
 class FommKeypointDetector(nn.Module):
@@ -50,14 +51,29 @@ class FommKeypointDetector(nn.Module):
             image = self.down(image)
         features = self.predictor(image)
         logits = self.kp(features)                                          # (B, K, h, w)
+        heatmap, value = self.soft_argmax(logits)
+        out = {'value': value}
+        if self.jacobian is not None:
+            # The jacobian conv after the softmax, as in the reference: parity checks gradients to
+            # the bit, and their accumulation order follows the order the ops were created.
+            out['jacobian'] = self.heatmap_jacobian(heatmap, self.jacobian(features))
+        return out
+
+    # Both read-outs run in float32 under autocast (modules/precision.py): keypoints in bf16 would
+    # be rounded to half a pixel at 256x256.
+    @full_precision
+    def soft_argmax(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, h, w) logits -> heatmaps (B, K, h, w), keypoints (B, K, 2)."""
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        out = {'value': heatmap_to_keypoints(heatmap)}
-        if self.jacobian is not None:
-            maps = self.jacobian(features).view(b, self.num_jacobian_maps, 4, h, w)
-            jacobian = (heatmap.unsqueeze(2) * maps).view(b, k, 4, -1).sum(dim=-1)   # (B, K, 4)
-            out['jacobian'] = jacobian.view(b, k, 2, 2)
-        return out
+        return heatmap, heatmap_to_keypoints(heatmap)
+
+    @full_precision
+    def heatmap_jacobian(self, heatmap: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """Heatmap-weighted average of the jacobian maps (B, 4 * maps, h, w) -> (B, K, 2, 2)."""
+        b, k, h, w = heatmap.shape
+        maps = maps.view(b, self.num_jacobian_maps, 4, h, w)
+        return (heatmap.unsqueeze(2) * maps).view(b, k, 4, -1).sum(dim=-1).view(b, k, 2, 2)
 
 
 def classifier_backbone(name: str, num_outputs: int) -> nn.Module:
@@ -83,5 +99,5 @@ class TpsKeypointDetector(nn.Module):
         self.fg_encoder = classifier_backbone(backbone, num_tps * points_per_tps * 2)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        kp = torch.sigmoid(self.fg_encoder(image)) * 2 - 1
+        kp = torch.sigmoid(self.fg_encoder(image).float()) * 2 - 1      # float32 under autocast too
         return {'fg_kp': kp.view(image.shape[0], self.num_tps * self.points_per_tps, 2)}

@@ -5,6 +5,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .precision import full_precision
+
 
 def perceptual_pyramid_loss(features: Callable[[torch.Tensor], list[torch.Tensor]], real: dict, generated: dict,
                             scales: Sequence, weights: Sequence[float]) -> torch.Tensor:
@@ -48,6 +50,7 @@ def equivariance_value_loss(kp_driving: torch.Tensor, kp_transformed_back: torch
     return (kp_driving - kp_transformed_back).abs().mean()
 
 
+@full_precision
 def equivariance_jacobian_loss(jacobian_driving: torch.Tensor, jacobian_transformed_back: torch.Tensor) -> torch.Tensor:
     """FOMM eq. (10): J_D^-1 (dT/dz J_T) must be the identity (mean L1 over entries)."""
     product = torch.inverse(jacobian_driving) @ jacobian_transformed_back

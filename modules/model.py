@@ -22,6 +22,7 @@ from .blocks import AntiAliasInterpolation2d
 from .config import ConfigError
 from .discriminator import scale_key
 from .geometry import make_coordinate_grid, random_tps_kernel_fomm, random_tps_kernel_tpsmm
+from .precision import full_precision
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class RandomTps:
     def from_dict(cls, d: dict, kernel: Callable, device=None) -> 'RandomTps':
         return cls(d['theta'].to(device), d['control_points'].to(device), d['control_params'].to(device), kernel)
 
+    @full_precision
     def warp_coordinates(self, coords: torch.Tensor) -> torch.Tensor:
         """(B or 1, N, 2) -> (B, N, 2)."""
         theta = self.theta.to(coords.dtype).unsqueeze(1)                                # (B, 1, 2, 3)
@@ -181,6 +183,7 @@ class RandomTps:
         radial = (self.kernel(diff) * self.control_params.to(coords.dtype)).sum(dim=2)  # (B, N)
         return out + radial.view(self.bs, coords.shape[1], 1)
 
+    @full_precision
     def jacobian(self, coords: torch.Tensor) -> torch.Tensor:
         """d warp / d coords at each point, (B, N, 2) -> (B, N, 2, 2), differentiable (create_graph)."""
         warped = self.warp_coordinates(coords)
@@ -188,6 +191,7 @@ class RandomTps:
         grad_y = torch.autograd.grad(warped[..., 1].sum(), coords, create_graph=True)[0]
         return torch.stack([grad_x, grad_y], dim=-2)
 
+    @full_precision
     def transform_frame(self, frame: torch.Tensor) -> torch.Tensor:
         """Warp a batch of frames (B, C, H, W) with reflection padding."""
         h, w = frame.shape[2:]

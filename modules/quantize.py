@@ -134,12 +134,17 @@ def quantize(fp32_path: str, out_path: str, feeds: Sequence[dict[str, np.ndarray
 
 def session(path: str, threads: int | None = None):
     """An ONNX Runtime CPU session with all graph optimisations, `threads` intra-op threads
-    (default: torch's thread count, so --threads governs both)."""
+    (default: torch's thread count, so --threads governs both), not spinning unless
+    OMP_WAIT_POLICY=ACTIVE."""
     import onnxruntime as ort
+
+    from .cpu_threads import ort_spinning
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # Threads that spin between runs take the cores from the torch ops that follow (cpu_threads).
+    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if ort_spinning() else '0')
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 

@@ -21,7 +21,8 @@ class BackgroundMotionPredictor(nn.Module):
 
     def forward(self, source_image: torch.Tensor, driving_image: torch.Tensor) -> torch.Tensor:
         b = source_image.shape[0]
-        affine = self.bg_encoder(torch.cat([source_image, driving_image], dim=1)).view(b, 2, 3)
+        # float32 under autocast too: the affine is applied to sampling positions (modules/precision.py)
+        affine = self.bg_encoder(torch.cat([source_image, driving_image], dim=1)).view(b, 2, 3).float()
         last_row = torch.tensor([0., 0., 1.], dtype=affine.dtype, device=affine.device).expand(b, 1, 3)
         return torch.cat([affine, last_row], dim=1)
 
@@ -55,4 +56,4 @@ class AVDNetwork(nn.Module):
         pose = self.pose_encoder(kp_random['fg_kp'].reshape(b, -1))
         identity = self.id_encoder(kp_source['fg_kp'].reshape(b, -1))
         rec = self.decoder(torch.cat([pose, identity], dim=1))
-        return {'fg_kp': rec.view(b, self.num_tps * self.points_per_tps, 2)}
+        return {'fg_kp': rec.view(b, self.num_tps * self.points_per_tps, 2).float()}   # keypoints in float32

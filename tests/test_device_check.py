@@ -19,7 +19,11 @@ def test_dry_run_runs_every_check_but_the_cuda_ones(capsys, monkeypatch):
     rows = {name: result for name, result, _, _ in device_check.ROWS}
     assert rows['train step fomm-public (cpu)'] == rows['train step tps-public (cpu)'] == 'ok'
     assert [r for n, r in rows.items() if n.startswith('demo ../shared') or n.startswith('demo ')].count('ok') == 4
-    assert rows['train step time vox-256'] == rows['demo bf16/fp16/compile on CUDA'] == 'skipped'
+    assert rows['train fp16 / compiled on CUDA'] == rows['demo bf16/fp16/compile on CUDA'] == 'skipped'
+    # the training table: our iteration in fp32 and bf16 per family; the reference without a checkout
+    for label in ('synthetic/fomm-64.yaml', 'synthetic/tps-64-small.yaml'):
+        assert rows[f'train {label} fp32'] == rows[f'train {label} bf16'] == 'ok'
+        assert rows[f'train {label} reference fp32'] == 'skipped'
     assert rows['tests/test_cuda.py'] in ('skipped', 'ok')
     out = capsys.readouterr().out
     assert 'check' in out and 'result' in out and 'PSNR vs CPU fp32' in out
