@@ -8,9 +8,12 @@ the precision and load into fp32 runs unchanged.
 `full_precision` marks the code that must not run in bf16/fp16 (it disables autocast and
 computes in float32 inside; without autocast it is a plain call, so fp32 runs are bit-identical
 to before and parity holds):
-  * keypoint read-out (`FommKeypointDetector`'s soft-argmax and jacobians, TPSMM's sigmoid):
-    bf16 keeps 8 significant bits, a step of 1/128 in [-1, 1], half a pixel at 256x256; the
-    temperature-0.1 softmax sharpens rounding errors further;
+  * the keypoint detectors, whole (modules/keypoint_detector.py), TPSMM's background predictor
+    and AVD network (modules/tps_extras.py): every motion is computed from their outputs. bf16
+    keeps 8 significant bits, a step of 1/128 in [-1, 1] (half a pixel at 256x256), and in
+    train mode BatchNorm over few values (a ResNet's last 2x2 maps at 64x64, batch 2) divides
+    the rounding by a tiny standard deviation: bf16 moved tps-64-small's initial keypoints by up
+    to 0.15, and its losses by 10%, before these networks were kept in float32;
   * the jacobian inverses (`geometry.local_affine_motions`, `losses.equivariance_jacobian_loss`):
     inverting a near-singular 2x2 amplifies the input's rounding by its condition number;
   * the TPS solve and evaluation (`geometry.fit_tps`, `apply_tps`): an 8x8 system with a 0.01
@@ -20,10 +23,11 @@ to before and parity holds):
   * the equivariance transforms (`model.RandomTps`: the random TPS warp, its jacobian by
     autograd, the warped frame), for the reasons above and because their gradients are
     second-order (create_graph);
-  * TPSMM's background affine and the AVD network's keypoints come out as float32.
-BatchNorm needs no guard: under autocast its statistics are accumulated in float32 and its
-running mean/variance stay float32 buffers (PyTorch's batch_norm kernels on both devices).
-Losses are summed in float32 (`train.step_phase`).
+  * the dense-motion softmax over candidate motions (modules/dense_motion.py): its weights
+    multiply coordinates.
+BatchNorm elsewhere (FOMM's generator and dense motion, over 64x64 maps and more) runs under
+autocast: its statistics are accumulated in float32 by PyTorch's kernels on both devices and its
+running mean/variance stay float32 buffers. Losses are summed in float32 (`train.step_phase`).
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .precision import full_precision
+
 
 class BackgroundMotionPredictor(nn.Module):
     """(source, driving) images -> (B, 3, 3) affine background transform, initialised to identity."""
@@ -19,10 +21,10 @@ class BackgroundMotionPredictor(nn.Module):
         with torch.no_grad():
             self.bg_encoder.fc.bias.copy_(torch.tensor([1., 0., 0., 0., 1., 0.]))
 
+    @full_precision      # float32 under autocast: a ResNet with BatchNorm over few values (see keypoint_detector)
     def forward(self, source_image: torch.Tensor, driving_image: torch.Tensor) -> torch.Tensor:
         b = source_image.shape[0]
-        # float32 under autocast too: the affine is applied to sampling positions (modules/precision.py)
-        affine = self.bg_encoder(torch.cat([source_image, driving_image], dim=1)).view(b, 2, 3).float()
+        affine = self.bg_encoder(torch.cat([source_image, driving_image], dim=1)).view(b, 2, 3)
         last_row = torch.tensor([0., 0., 1.], dtype=affine.dtype, device=affine.device).expand(b, 1, 3)
         return torch.cat([affine, last_row], dim=1)
 
@@ -51,9 +53,10 @@ class AVDNetwork(nn.Module):
         self.pose_encoder = _mlp([size, 256, 512, 1024, pose_bottle_size], inplace=True)
         self.decoder = _mlp([pose_bottle_size + id_bottle_size, 1024, 512, 256, size], inplace=False)
 
+    @full_precision      # float32 under autocast: keypoints in, keypoints out, BatchNorm1d over a small batch
     def forward(self, kp_source: dict, kp_random: dict) -> dict:
         b = kp_source['fg_kp'].shape[0]
         pose = self.pose_encoder(kp_random['fg_kp'].reshape(b, -1))
         identity = self.id_encoder(kp_source['fg_kp'].reshape(b, -1))
         rec = self.decoder(torch.cat([pose, identity], dim=1))
-        return {'fg_kp': rec.view(b, self.num_tps * self.points_per_tps, 2).float()}   # keypoints in float32
+        return {'fg_kp': rec.view(b, self.num_tps * self.points_per_tps, 2)}

@@ -44,9 +44,12 @@ def test_keypoints_come_out_float32_under_autocast(family):
     torch.manual_seed(0)
     detector = build_models(config)['kp_detector'].eval()
     image = torch.rand(2, 3, 64, 64)
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        kp = detector(image)
+    with torch.no_grad():
+        expected = detector(image)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            kp = detector(image)
     assert kp and all(v.dtype == torch.float32 for v in kp.values())
+    torch.testing.assert_close(kp, expected, rtol=0, atol=0)      # the whole detector ran in float32
 
 
 def test_full_precision_is_a_plain_call_without_autocast():
@@ -93,7 +96,7 @@ def train_losses(family: str, data_root: str, log_dir: str, precision: str, epoc
     config = load_config(SYNTHETIC[family])
     config['dataset_params']['root_dir'] = data_root
     config['train_params'].update(batch_size=2, num_repeats=1, dataloader_workers=0, checkpoint_freq=100)
-    torch.manual_seed(0)
+    torch.manual_seed(0)       # weights, batches (the data set's generator starts from torch's seed), warps
     models = build_models(config)
     dataset = build_dataset(config['dataset_params'], is_train=True)
     values, log_iter = [], logger_module.Logger.log_iter
@@ -107,26 +110,35 @@ def train_losses(family: str, data_root: str, log_dir: str, precision: str, epoc
 
 @pytest.mark.parametrize('family', ['fomm', 'tps'])
 def test_bf16_training_follows_fp32(family, data_root, tmp_path):
-    """Three epochs (6 iterations) from one seed: same batches, same random warps, so the runs
-    differ only by bf16 rounding. Each loss, averaged over the iterations, stays within 5% of
-    fp32's: per op bf16 rounds by at most 2^-9 relative, the losses are means over thousands of
-    elements (errors average out; the first iteration agrees to ~1%), and six Adam steps of
-    lr 2e-4 move the weights too little for the gap to grow past a few percent. A guard that
-    lets keypoints or TPS solves fall to bf16 still passes this (the losses barely notice); the
-    float32 islands have their own tests above."""
+    """Three epochs (6 iterations, batch 2; about a minute on a quiet 2-core host) of each synthetic
+    config from one seed: the same
+    batches and random warps, so the runs differ only by bf16 rounding.
+
+    Tolerances. First iteration (same weights): each loss within 1% of fp32's. bf16 rounds each
+    op's result by at most 2^-9 relative and the losses are means over thousands of elements;
+    measured: 0.2% (perceptual), 0.03% or less (the float32-kept equivariance and warp losses).
+    Over the 3 epochs: the mean of the summed loss within 10%. After the first step the runs
+    follow different paths: Adam's first updates are +-lr per weight whatever the gradient's
+    size, so weights whose gradient is near zero move either way under any rounding change.
+    Measured: FOMM 1% (each iteration within 3%), TPSMM 4% (the background predictor, which joins
+    at the second epoch, differs most). Before the keypoint detectors were kept in float32 the
+    first iteration already differed by 10% (TPSMM), which this test catches."""
     fp32, _ = train_losses(family, data_root, str(tmp_path / 'fp32'), 'fp32', 3)
     bf16, models = train_losses(family, data_root, str(tmp_path / 'bf16'), 'bf16', 3)
     assert len(fp32) == len(bf16) == 6 and fp32[0].keys() == bf16[0].keys()
     for key in fp32[0]:
-        a, b = (sum(v[key] for v in run_) / len(run_) for run_ in (fp32, bf16))
-        assert b == pytest.approx(a, rel=0.05), key
+        assert bf16[0][key] == pytest.approx(fp32[0][key], rel=0.01), key
+    mean_total = [sum(sum(v.values()) for v in run_) / len(run_) for run_ in (fp32, bf16)]
+    assert mean_total[1] == pytest.approx(mean_total[0], rel=0.10)
     assert all(p.dtype == torch.float32 for m in models.values() for p in m.state_dict().values()
                if p.is_floating_point())
     saved = torch.load(os.path.join(str(tmp_path / 'bf16'), 'last.pth.tar'), weights_only=True)
-    assert all(v.dtype == torch.float32 for k in models for v in saved[k].values() if v.is_floating_point())
+    networks = [k for k in models if k in saved]            # TPSMM's trainer saves no AVD network
+    assert 'kp_detector' in networks
+    assert all(v.dtype == torch.float32 for k in networks for v in saved[k].values() if v.is_floating_point())
     fresh = build_models(load_config(SYNTHETIC[family]))
-    for key, net in fresh.items():
-        net.load_state_dict(saved[key])                     # a bf16 run's checkpoint loads into fp32
+    for key in networks:
+        fresh[key].load_state_dict(saved[key])              # a bf16 run's checkpoint loads into fp32
 
 
 def test_fp16_on_the_cpu_is_refused_in_one_line():
@@ -143,11 +155,12 @@ def test_fp16_scaler_scales_unscales_before_clipping_and_skips_overflowing_steps
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     amp = P.MixedPrecision('fp16', 'cpu')
     assert amp.scaler.is_enabled() and amp.scaler.get_scale() == 2.0 ** 16
+    amp.scaler = torch.amp.GradScaler('cpu', init_scale=1024.0)     # 2^16 itself overflows fp16 grads here
     x = torch.ones(4, 3)
     with amp.autocast():
         loss = net(x).float().mean()
     amp.backward(loss)
-    assert net.bias.grad.item() == pytest.approx(2.0 ** 16)            # d mean / d bias = 1, scaled
+    assert net.bias.grad.item() == pytest.approx(1024.0)               # d mean / d bias = 1, scaled
     amp.unscale([opt])
     assert net.bias.grad.item() == pytest.approx(1.0)
     before = net.bias.detach().clone()
@@ -159,7 +172,7 @@ def test_fp16_scaler_scales_unscales_before_clipping_and_skips_overflowing_steps
     kept = net.weight.detach().clone()
     amp.step(opt)
     amp.update()
-    assert torch.equal(net.weight, kept) and amp.scaler.get_scale() == 2.0 ** 15
+    assert torch.equal(net.weight, kept) and amp.scaler.get_scale() == 512.0
     fp32 = P.MixedPrecision('fp32', 'cpu')
     assert not fp32.scaler.is_enabled()
 
@@ -168,7 +181,12 @@ def test_run_precision_flag_reaches_training_and_fp16_reconstruction_on_cpu_is_o
                                                                                      monkeypatch, capsys):
     got = {}
     monkeypatch.setattr(train, 'train', lambda *a, **k: got.update(k) or 0)
-    config = SYNTHETIC['fomm']
+    import yaml
+    settings = yaml.safe_load(open(SYNTHETIC['fomm']))
+    settings['dataset_params']['root_dir'] = data_root
+    config = str(tmp_path / 'fomm.yaml')
+    with open(config, 'w') as f:
+        yaml.safe_dump(settings, f)
     assert run.main(['--config', config, '--precision', 'bf16', '--compile', '--channels_last', 'off',
                      '--log_dir', str(tmp_path), '--threads', '1']) == 0
     assert got['precision'] == 'bf16' and got['compile'] is True and got['channels_last'] is False
