@@ -420,6 +420,15 @@ def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mo
         yield compose(out)
 
 
+def refuse_output_among_inputs(out_dir: str, data_dir: str | None) -> None:
+    """run.py's reconstruction and animate modes: an output folder that is, holds or lies inside
+    the data set's folder could write over its videos (a strip <name>.png, a <name>.mp4): refused."""
+    from fileio import overwritten_input
+    if data_dir and overwritten_input(out_dir, [data_dir]):
+        raise ValueError(f'the output folder {out_dir} and the data set folder {data_dir} (dataset_params.root_dir) '
+                         'overlap: its videos could be written over; use another --log_dir')
+
+
 def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str,
                     find_best_frame: bool = False, face_backend: str = 'auto') -> None:
     """run.py --mode animate: animate PairedDataset pairs (pairs_list csv or random pairs) with
@@ -432,6 +441,8 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
+    out_dir = os.path.join(log_dir, 'animation')
+    refuse_output_among_inputs(out_dir, (config.get('dataset_params') or {}).get('root_dir'))
     load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
                 required_networks(models))
     params = config.get('animate_params') or {     # TPSMM configs have none: relative, as its demo
@@ -442,7 +453,6 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     animator = Animator(config, models, device)
     family_mode = 'relative' if norm['use_relative_movement'] else 'standard'
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
-    out_dir = os.path.join(log_dir, 'animation')
     os.makedirs(out_dir, exist_ok=True)
     landmarks = None
     if find_best_frame and family_mode == 'relative':

@@ -127,9 +127,7 @@ EXAMPLE_CHECKPOINT = os.path.join('checkpoints', 'synthetic-tps-64-small.pth.tar
 EXAMPLE_SEED = 12345          # synthetic_data.py's data set uses seeds [seed, 0|1, ...]; this one is apart
 EXAMPLE_SIZE = 64
 EXAMPLE_ZOOM = 4
-OFFICIAL_EXAMPLE = ('python demo.py --config config/fomm/vox-256.yaml --checkpoint vox-cpk.pth.tar '
-                    '--source_image my.png --driving_video ../shared/samples/face-driving.mp4 '
-                    '--result_video result.mp4 --relative --adapt_scale --audio')
+SAMPLE_DRIVING = os.path.join(os.path.dirname(ROOT), 'shared', 'samples', 'face-driving.mp4')
 
 Landmarks = Callable[[np.ndarray], 'np.ndarray | None']
 
@@ -286,6 +284,16 @@ def check_output_path(path: str) -> None:
                         "use .mp4, .gif, or a folder path ending in '/' for PNG frames")
 
 
+def check_not_an_input(result: str, **inputs: str | None) -> None:
+    """--result_video naming one of the inputs (through any path or link), or a folder output
+    that holds one (it is replaced whole): one DemoError, before anything is read or written."""
+    from fileio import overwritten_input
+    for option, path in inputs.items():
+        if overwritten_input(result, [path]):
+            raise DemoError(f'--result_video {result!r} would write over the input --{option} {path!r} '
+                            '(the same file, or a folder holding it); choose another output path')
+
+
 def note(message: str) -> None:
     print(f'note: {message}', file=sys.stderr)
 
@@ -416,7 +424,7 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
     `source` and `initial` are float (H, W, 3) at the animation size `img_shape`; `on_batch`,
     if given, sees every (driving batch, result batch) pair, both float (B, H, W, 3); `compose`,
     if given, turns each result batch into the uint8 frames to write (--crop's paste-back).
-    Returns {'frames', 'seconds', 'fps'}; on any error nothing is left at `result_path`.
+    Returns {'frames', 'seconds', 'fps', 'size': (H, W) of the frames written}; on any error nothing is left at `result_path`.
     """
     from animate import to_uint8
     img_shape = img_shape or animator.frame_size
@@ -428,20 +436,23 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
             yield batch
 
     start = time.perf_counter()
+    written = img_shape        # (H, W) of the frames handed to the writer: the photo's with --crop
     try:
         with VideoWriter(result_path, fps=reader.fps, audio_from=audio_from) as writer, \
                 progress_bar(reader.num_frames or reader.estimated_num_frames, 'animate', quiet) as bar:
             batches = tap(reader.iter_batches(batch_size, size=img_shape))
             for frames in animator.animate(source, batches, mode=mode, adapt_scale=adapt_scale, initial=initial,
                                            size=img_shape):
-                writer.write(compose(frames) if compose is not None else to_uint8(frames))
+                out = compose(frames) if compose is not None else to_uint8(frames)
+                written = out.shape[1:3]
+                writer.write(out)
                 if on_batch is not None:
                     on_batch(last[0], frames)
                 bar.update(len(frames))
     finally:
         reader.close()
     seconds = time.perf_counter() - start
-    return {'frames': writer.frames_written, 'seconds': seconds, 'fps': reader.fps}
+    return {'frames': writer.frames_written, 'seconds': seconds, 'fps': reader.fps, 'size': tuple(written)}
 
 
 def check_precision(precision: str, device, compile: bool) -> None:
@@ -480,6 +491,10 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     if batch_size < 1:
         raise DemoError(f'--batch_size {batch_size}: must be at least 1')
     check_output_path(args.result_video)
+    check_not_an_input(args.result_video, config=config_path, checkpoint=checkpoint_path,
+                       source_image=args.source_image, driving_video=args.driving_video)
+    if args.result_size:
+        parse_shape(args.result_size, '--result_size')       # a malformed one is an error, with --crop or not
     if args.threads is not None:
         if args.threads < 1:
             raise DemoError(f'--threads {args.threads}: must be at least 1')
@@ -519,6 +534,9 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
             raise
     for early in early_notes:
         warnings.showwarning(early.message, early.category, early.filename, early.lineno)
+    if args.result_size and not args.crop:
+        note(f'--result_size {args.result_size} only applies with --crop; without it the result has the '
+             f'animation size {img_shape[1]}x{img_shape[0]} (--img_shape)')
     stats = run_animation(animator, source, reader, args.result_video, mode=mode, adapt_scale=adapt,
                           initial=initial, batch_size=batch_size, img_shape=img_shape,
                           audio_from=args.driving_video if args.audio else None, quiet=args.quiet,
@@ -529,9 +547,21 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         print(f"int8 set-up, inside the animation time: export {t.get('export_s', 0):.1f} s, calibration "
               f"{t.get('calibrate_s', 0):.1f} s, session {t.get('load_s', 0):.1f} s (cached in {t.get('folder', '?')})")
     print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
-          f"{img_shape[1]}x{img_shape[0]}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
+          f"{describe_output_size(args.result_video, stats['size'], img_shape)}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
           f"on {device} {args.precision} (animation {stats['seconds']:.2f} s, {rate:.1f} frames/s)")
     return stats
+
+
+def describe_output_size(result: str, size: tuple[int, int], img_shape: tuple[int, int]) -> str:
+    """'WxH' of the file written, saying when H.264's even sides padded it (an odd --result_size
+    or photo with --crop) and when the animation ran at another size (--crop pastes into the photo)."""
+    h, w = size
+    text = f'{w}x{h}'
+    if result.lower().endswith('.mp4') and (h % 2 or w % 2):
+        text = f'{w + w % 2}x{h + h % 2} ({w}x{h} padded by one repeated row/column: H.264 needs even sides)'
+    if tuple(size) != tuple(img_shape):
+        text += f', animated at {img_shape[1]}x{img_shape[0]}'
+    return text
 
 
 def crop_inputs(args: argparse.Namespace, img_shape, device):
@@ -614,6 +644,27 @@ def write_example_inputs(out: str, num_frames: int = 64) -> tuple[Example, str, 
     return example, source_path, driving_path
 
 
+def python_command() -> str:
+    """This interpreter as a command that works from the current folder: 'python' when that is
+    what the shell finds, else its path ('.venv/bin/python' after `make demo`, whose venv is not
+    on PATH: the system Python has no torch)."""
+    import shutil
+    found = shutil.which('python')
+    if found and os.path.dirname(os.path.abspath(found)) == os.path.dirname(os.path.abspath(sys.executable)):
+        return 'python'
+    shown = _shown(sys.executable)
+    return shown if os.sep in shown else os.path.join('.', shown)
+
+
+def official_example() -> str:
+    """The closing hint of --example: demo.py on a face with an official checkpoint, as a command
+    that runs from the current folder once the checkpoint and a photo are there."""
+    driving = _shown(SAMPLE_DRIVING) if os.path.isfile(SAMPLE_DRIVING) else 'driving.mp4'
+    return (f'{python_command()} {_shown(os.path.join(ROOT, "demo.py"))} --config config/fomm/vox-256.yaml '
+            f'--checkpoint vox-cpk.pth.tar --source_image my.png --driving_video {driving} '
+            '--result_video result.mp4 --relative --adapt_scale --audio')
+
+
 def make_example(args: argparse.Namespace) -> int:
     from synthetic_data import FPS
 
@@ -654,7 +705,7 @@ def make_example(args: argparse.Namespace) -> int:
               f"{np.mean(errors['result']):.4f}, a still source image {np.mean(errors['source']):.4f}")
     print(f'\nExample outputs are in {_shown(out)}/: source.png, driving.mp4, result.mp4, side-by-side.mp4.')
     print('To animate your own photo with an official checkpoint (see README for where to get them):')
-    print(f'  {OFFICIAL_EXAMPLE}')
+    print(f'  {official_example()}')
     return 0
 
 
@@ -665,18 +716,21 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as stop:                  # --help, or a usage error already printed
         return stop.code if isinstance(stop.code, int) else 2
+    from fileio import Terminated, sigterm_as_interrupt
     with warnings_as_notes():
         try:
-            if args.example:
-                return make_example(args)
-            animate_files(args)
-            return 0
+            with sigterm_as_interrupt():      # SIGTERM cleans up as Ctrl-C does: no .part files left
+                if args.example:
+                    return make_example(args)
+                animate_files(args)
+                return 0
         except (MediaError, ConfigError, CheckpointError, DemoError, FaceModelError, NoFaceError) as err:
             print(f'error: {one_line(err)}', file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print('interrupted; no result written', file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            print(f"{'terminated' if terminated else 'interrupted'}; no result written", file=sys.stderr)
+            return 143 if terminated else 130
 
 
 if __name__ == '__main__':

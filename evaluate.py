@@ -26,7 +26,7 @@ if ROOT not in sys.path:
 
 from faces.backend import BACKEND_CHOICES, FaceModelError, load_backend  # noqa: E402
 from faces.metrics import PROTOCOL_SIZE, FaceMetrics  # noqa: E402
-from fileio import atomic_path  # noqa: E402
+from fileio import atomic_path, overwritten_input  # noqa: E402
 from video_io import IMAGE_EXTENSIONS, MediaError, VideoReader, load_image  # noqa: E402
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.m4v')
@@ -77,8 +77,13 @@ def read_video(path: str, frame_height: int) -> np.ndarray:
 
 
 def evaluate(real_dir: str, fake_dir: str, backend_name: str = 'auto', device: str = 'cpu',
-             frame_size: int = 0, identity: bool = True) -> dict:
+             frame_size: int = 0, identity: bool = True, out: str | None = None) -> dict:
+    """Scores of the videos of `fake_dir` against their namesakes in `real_dir`. `out`, the JSON
+    file main() writes afterwards, is checked first: it must not be one of the videos."""
     real, fake = list_media(real_dir), list_media(fake_dir)
+    clash = overwritten_input(out, [*real.values(), *fake.values()]) if out else None
+    if clash:
+        raise EvaluateError(f'--out {out!r} would write over the input video {clash!r}; choose another path')
     common = sorted(set(real) & set(fake))
     if not common:
         raise EvaluateError(f'no video of {fake_dir!r} matches one of {real_dir!r} by name '
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         scores = evaluate(args.real, args.fake, args.face_backend, args.device, args.frame_size,
-                          identity=not args.no_identity)
+                          identity=not args.no_identity, out=args.out)
     except (EvaluateError, FaceModelError, MediaError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
