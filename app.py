@@ -77,6 +77,7 @@ import gradio as gr  # noqa: E402
 
 import demo  # noqa: E402
 from animate import Animator, MODES, to_tensor, to_uint8  # noqa: E402
+from faces.backend import FaceModelError, NoFaceError  # noqa: E402
 from modules.checkpoint import CheckpointError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from video_io import MediaError, VideoReader, VideoWriter, load_image, resize_frame  # noqa: E402
@@ -92,7 +93,9 @@ LIVE_FILES_KEPT = 30             # live output frames kept on disk per session (
 LIVE_FPS_WINDOW = 20             # output fps over the last this many frames
 CACHE_PRUNE = (1800, 3600)       # Gradio's delete_cache: every 30 min, files older than an hour
 
-USER_ERRORS = (MediaError, ConfigError, CheckpointError, demo.DemoError)
+# Errors about the request's inputs: one message in the page (a photo without a face with --crop
+# included), never Gradio's generic "error".
+USER_ERRORS = (MediaError, ConfigError, CheckpointError, demo.DemoError, FaceModelError, NoFaceError)
 
 SERVED, OTHER = 'served', 'other'
 REF_FIRST, REF_BEST, REF_NUMBER = 'first frame', 'best match (face landmarks)', 'frame number'
@@ -200,12 +203,14 @@ class Models:
             return self._cache[key]
 
     @staticmethod
-    def describe(animator: Animator, files: ModelFiles) -> str:
+    def describe(animator: Animator, files: ModelFiles, markdown: bool = True) -> str:
+        """The model in one line: Markdown for the page, plain text (markdown=False) for the terminal."""
         name = 'FOMM' if animator.family == 'fomm' else 'TPSMM'
         h, w = animator.frame_size
         modes = ', '.join(modes_of(animator))
-        return (f'**{name}**, {w}x{h}, {animator.precision}, modes: {modes} · `{files.config}` · '
-                f'`{files.checkpoint}`')
+        bold, code = ('**', '`') if markdown else ('', '')
+        return (f'{bold}{name}{bold}, {w}x{h}, {animator.precision}, modes: {modes} · {code}{files.config}{code} · '
+                f'{code}{files.checkpoint}{code}')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,8 +419,13 @@ class App:
                 load_image(path)
 
     def probe_video(self, path: str) -> VideoReader:
-        """Open the driving video (decodes the first frame) and apply the length limit."""
+        """Open the driving video (decodes the first frame and checks its end) and apply the length limit."""
         reader = VideoReader(path, strict=True)
+        try:
+            reader.check_tail()       # a file cut off near its end is refused now, as demo.py refuses it
+        except BaseException:
+            reader.close()
+            raise
         seconds = reader.duration
         if seconds is None and reader.estimated_num_frames is not None:
             seconds = reader.estimated_num_frames / reader.fps
@@ -736,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         except (*USER_ERRORS, AppError) as err:
             print(f'error: {demo.one_line(err)}', file=sys.stderr)
             return 2
-        print(f'serving {app.models.describe(app.served_animator, app.models.served)} on {device}; '
+        print(f'serving {app.models.describe(app.served_animator, app.models.served, markdown=False)} on {device}; '
               f'temporary files in {root}', flush=True)
         page = app.build()
         page.queue(default_concurrency_limit=args.concurrency)
