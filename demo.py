@@ -51,7 +51,9 @@ Faces (docs/faces.md)
                           into the photo with a feathered edge; pixels outside the pasted square
                           stay the photo's. The driving video is cropped to its face with a box
                           that follows it, smoothed; where the face is lost the box is held. The
-                          result has the photo's size, or --result_size H,W.
+                          result has the photo's size, or --result_size H,W (an .mp4 with an odd side
+                          gets one repeated row or column: H.264 needs even sides; the last line
+                          says the size written).
   --crop_increase X       share of the face box added on each side (default 0.45: VoxCeleb framing).
   --face_backend B        auto (default: face-alignment when its model loads, else dlib, offline)
                           | face-alignment | dlib: faces for --crop and --find_best_frame.
@@ -72,7 +74,9 @@ Compute
                             1.41x (FOMM) and 1.88x (TPSMM). The first run of a model and video also
                             exports and calibrates (+25 s FOMM, +34 s TPSMM here), cached
                             (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE) so a second
-                            run does not pay it.
+                            run does not pay it; another video pays the calibration again. The
+                            cache keeps the most recently used graphs within 1 GB
+                            ($KEYPOINT_ANIMATION_CACHE_MB).
                           bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
                           fp16: autocast, CUDA only.
   --calibration_frames N  int8: driving frames calibration sees (default 8).
@@ -97,8 +101,10 @@ Example (--example)
   --example_frames N      length of the generated driving video (default 64).
 
 Errors with an input (missing, unreadable or damaged files, a config that does not fit the
-checkpoint, impossible options) are reported as one line on stderr naming the file and the
-problem, with exit status 2 and no output file.
+checkpoint, impossible options, a --result_video that would write over an input) are reported as
+one line on stderr naming the file and the problem, with exit status 2 and no output file. Ctrl-C
+and SIGTERM leave no partial file either. A relative --config such as config/fomm/vox-256.yaml
+that is not in the current folder is read from this repository's config/ (said once).
 """
 from __future__ import annotations
 
