@@ -140,3 +140,60 @@ def test_app_refuses_a_precision_the_device_cannot_run(capsys, monkeypatch):
         monkeypatch.setenv(name, os.environ.get(name, tempfile.gettempdir()))
     assert app.main(['--precision', 'fp16', '--device', 'cpu']) == 2
     assert 'needs a CUDA GPU' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 25: a photo without a face, a truncated upload, the terminal's first line
+# ----------------------------------------------------------------------------------------------
+
+def _page(tmp_path) -> 'app.App':
+    return app.App(SERVED, str(tmp_path / 'root'), 'cpu', concurrency=1)
+
+
+def test_crop_on_a_photo_without_a_face_is_one_page_message(tmp_path):
+    """demo.py says it in one line; the page must show that line, not Gradio's generic error."""
+    from PIL import Image
+    from video_io import VideoWriter
+    photo = tmp_path / 'wall.png'
+    Image.fromarray(np.full((96, 128, 3), 120, np.uint8)).save(photo)
+    driving = tmp_path / 'driving.mp4'
+    with VideoWriter(str(driving), fps=10) as writer:
+        writer.write(np.full((3, 64, 64, 3), 90, np.uint8))
+    page = _page(tmp_path)
+    with pytest.raises(app.gr.Error) as caught:
+        page.animate(str(photo), str(driving), app.SERVED, '', '', 'relative', False, app.REF_FIRST, 0, False, True,
+                     request=None, progress=lambda *a, **k: None)
+    assert 'no face found' in caught.value.message and 'wall.png' in caught.value.message
+
+
+def test_a_truncated_upload_is_refused_at_once(tmp_path):
+    """A video cut off near its end passes a first-frame probe: the upload check reads its end too."""
+    import subprocess
+    from video_io import ffmpeg_exe
+    full = tmp_path / 'full.mp4'
+    subprocess.run([ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i',
+                    'testsrc=size=64x64:rate=25:duration=0.6', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-g', '2',
+                    '-movflags', '+faststart', str(full)], check=True)
+    data = full.read_bytes()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    page = _page(tmp_path)
+    assert 'cut.mp4' not in page.check_video(str(full)) and 'full.mp4' in page.check_video(str(full))
+    with pytest.raises(app.gr.Error) as caught:
+        page.check_video(str(cut))
+    assert 'cut.mp4' in caught.value.message
+
+
+def test_the_terminal_line_is_plain_text(capsys, monkeypatch):
+    import os
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', tempfile.tempdir)
+    for name in ('TMPDIR', 'GRADIO_TEMP_DIR'):
+        monkeypatch.setenv(name, os.environ.get(name, tempfile.gettempdir()))
+
+    def stop(self):                # instead of serving: main() prints its line first
+        raise KeyboardInterrupt
+    monkeypatch.setattr(app.App, 'build', stop)
+    assert app.main(['--device', 'cpu']) == 130
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert line.startswith('serving TPSMM, 64x64') and '*' not in line and '`' not in line, line
