@@ -104,7 +104,7 @@ def _touch(path: str) -> None:
     """Mark a cached graph as just used: its access time (set here whatever the mount's atime
     policy) orders `prune_cache`; the modification time stays that of its making."""
     try:
-        os.utime(path, (time.time(), os.stat(path).st_mtime))
+        os.utime(path, ns=(time.time_ns(), os.stat(path).st_mtime_ns))
     except OSError:
         pass
 
