@@ -430,7 +430,8 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
     `source` and `initial` are float (H, W, 3) at the animation size `img_shape`; `on_batch`,
     if given, sees every (driving batch, result batch) pair, both float (B, H, W, 3); `compose`,
     if given, turns each result batch into the uint8 frames to write (--crop's paste-back).
-    Returns {'frames', 'seconds', 'fps', 'size': (H, W) of the frames written}; on any error nothing is left at `result_path`.
+    Returns {'frames', 'seconds', 'fps', 'size': (H, W) of the frames written}; on any error
+    nothing is left at `result_path`.
     """
     from animate import to_uint8
     img_shape = img_shape or animator.frame_size
@@ -552,8 +553,9 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         t = animator.int8.timings
         print(f"int8 set-up, inside the animation time: export {t.get('export_s', 0):.1f} s, calibration "
               f"{t.get('calibrate_s', 0):.1f} s, session {t.get('load_s', 0):.1f} s (cached in {t.get('folder', '?')})")
+    size = describe_output_size(args.result_video, stats['size'], img_shape)
     print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
-          f"{describe_output_size(args.result_video, stats['size'], img_shape)}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
+          f"{size}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
           f"on {device} {args.precision} (animation {stats['seconds']:.2f} s, {rate:.1f} frames/s)")
     return stats
 

@@ -61,7 +61,8 @@ def test_every_imported_package_is_a_declared_dependency():
     from importlib.metadata import packages_distributions
     root = Path(__file__).resolve().parents[1]
     project = tomllib.loads((root / 'pyproject.toml').read_text())['project']
-    declared = project['dependencies'] + [d for extra in project.get('optional-dependencies', {}).values() for d in extra]
+    extras = project.get('optional-dependencies', {}).values()
+    declared = project['dependencies'] + [d for extra in extras for d in extra]
     normal = lambda name: re.sub(r'[-_.]+', '-', name).lower()          # noqa: E731 (PEP 503 names)
     declared = {normal(re.match(r'[A-Za-z0-9_.-]+', d).group(0)) for d in declared}
     sources = [p for p in root.rglob('*.py') if '.venv' not in p.parts and 'tests' not in p.parts]
