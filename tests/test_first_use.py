@@ -27,7 +27,7 @@ CHECKPOINT = str(REPO_ROOT / 'checkpoints' / 'synthetic-tps-64-small.pth.tar')
 SAMPLES = SHARED / 'samples'
 
 
-def env_without_pythonpath() -> dict:
+def env_for_this_checkout() -> dict:
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['PYTHONPATH'] = str(REPO_ROOT)       # this checkout, whether or not it is the installed one
     return env
@@ -68,7 +68,7 @@ def test_bundled_config_is_found_from_another_folder(tmp_path, media):
             f'Animator.from_files({CONFIG!r}, {CHECKPOINT!r})\n'
             f'sys.exit(demo.main(["--config", {CONFIG!r}, "--checkpoint", {CHECKPOINT!r}, "--source_image", '
             f'{source!r}, "--driving_video", {driving!r}, "--result_video", "out.mp4", "--cpu", "--quiet"]))\n')
-    done = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env_without_pythonpath(),
+    done = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env_for_this_checkout(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / 'out.mp4').is_file()
@@ -200,7 +200,7 @@ def test_sigterm_mid_run_leaves_no_partial_files(tmp_path):
     out = tmp_path / 'example'
     proc = subprocess.Popen([sys.executable, str(REPO_ROOT / 'demo.py'), '--example', '--example_dir', str(out),
                              '--example_frames', '200', '--quiet', '--threads', '1'],
-                            cwd=tmp_path, env=env_without_pythonpath(), stdout=subprocess.PIPE,
+                            cwd=tmp_path, env=env_for_this_checkout(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
