@@ -10,6 +10,11 @@ reconstruction/png/<video>.png). Videos match by name with their extensions remo
 frames at 256x256; AKD = mean Euclidean landmark distance in pixels; AED = pose-evaluation's
 cmp.py (mean absolute difference of identity embeddings), with the FOMM paper's Euclidean form
 beside it as aed_euclidean. See docs/faces.md for what differs from the papers' models.
+
+`--kind body` scores bodies instead (bodies/metrics.py, docs/bodies.md): AKD (mean absolute
+coordinate difference over the 18 pose keypoints found in both frames) and MKR (share of the
+real frame's keypoints missing in the generated one), as pose-evaluation's cmp_with_missing.py;
+AED from a person re-identification model given with --reid_model, else "not computed".
 """
 from __future__ import annotations
 
@@ -94,7 +99,13 @@ def evaluate(real_dir: str, fake_dir: str, backend_name: str = 'auto', device: s
         a, b = read_video(real[name], frame_size), read_video(fake[name], frame_size)
         if len(a) != len(b):
             notes.append(f'{name}: {len(a)} real and {len(b)} generated frames; scored the first {min(len(a), len(b))}')
-        metrics.score_video(name, a, b)
+        row = metrics.score_video(name, a, b)
+        if kind == 'body' and row['mkr'] is None:
+            notes.append(f'{name}: no person found in its real frames; not scored')
+    if kind == 'body' and metrics.total.summary()['mkr'] is None:
+        from bodies.backend import NoBodyError
+        raise NoBodyError(f'no person found in any frame of the real videos in {real_dir!r} ({metrics.describe()}): '
+                          'nothing to score')
     unmatched = sorted(set(real) ^ set(fake))
     if unmatched:
         notes.append(f'{len(unmatched)} video(s) without a match, not scored: {", ".join(unmatched[:5])}')
@@ -120,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--reid_model', default=None, metavar='FILE',
                    help='--kind body: person re-identification weights for AED (ft_net ResNet-50, see docs/bodies.md)')
     args = p.parse_args(argv)
-    from bodies.backend import BodyModelError
+    from bodies.backend import BodyModelError, NoBodyError
     try:
         scores = evaluate(args.real, args.fake, args.face_backend, args.device, args.frame_size,
                           identity=not args.no_identity, kind=args.kind, reid_model=args.reid_model)
-    except (EvaluateError, FaceModelError, MediaError, BodyModelError) as err:
+    except (EvaluateError, FaceModelError, MediaError, BodyModelError, NoBodyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     for line in scores['notes']:

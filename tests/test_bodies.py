@@ -125,6 +125,20 @@ def test_evaluate_kind_body_table_and_aed_not_computed(man256, tmp_path, capsys)
     assert scores['mkr'] == 1.0 and scores['aed'] is None and 'BlazePose' in scores['body_backend']
 
 
+def test_evaluate_body_without_a_person_is_one_line(man256, tmp_path, capsys):
+    import evaluate
+    import imageio.v3 as iio
+    for name in ('real', 'fake'):
+        (tmp_path / name).mkdir()
+    wall = np.full((2, 256, 256, 3), 128, np.uint8)
+    iio.imwrite(tmp_path / 'real' / 'empty.png', np.concatenate(list(wall), axis=1))
+    iio.imwrite(tmp_path / 'fake' / 'empty.png', np.concatenate(list(man256[:2]), axis=1))
+    assert evaluate.main(['--real', str(tmp_path / 'real'), '--fake', str(tmp_path / 'fake'), '--kind', 'body']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith('error: no person found in any frame of the real videos') and 'real' in err[-1]
+    assert sum('no person found' in line for line in err) == 1
+
+
 def ft_net_state(path: Path) -> None:
     """A state dict in ft_net's layout (ResNet-50 under 'model.', a classifier) with random weights."""
     import torch
