@@ -33,7 +33,8 @@ Face backend: `--face_backend auto|face-alignment|dlib` (see docs/faces.md).
 tubes of video-preprocessing's crop_taichi.py (bodies/tubes.py, docs/bodies.md): persons found by
 MediaPipe's BlazePose (whole: head and feet seen; at least --min_person of the frame height), one
 fixed square box per tube (the first person box enlarged by --increase, default 0.05), a tube
-ending when its person leaves that box, another person walks into it, or the shot cuts;
+ending when its person leaves that box, another person walks into it, the camera moves
+(--camera_motion) or the shot cuts;
 --min_frames (default 128) and --min_size on the box's side; boxes at the frame edge are moved
 inside (--edge shift).
 """
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--cut_threshold', type=float, default=0.5, help='histogram distance of a cut, 0..1 (0.5)')
     d.add_argument('--min_person', type=float, default=0.1,
                    help='--target body: drop persons shorter than this share of the frame height (0.1)')
+    d.add_argument('--camera_motion', type=float, default=1.0, metavar='PX',
+                   help='--target body: end every tube where the camera moves this many pixels or more between '
+                        'two frames at 256x256 (crop_taichi: 1); 0: never')
     d.add_argument('--no_tiles', action='store_true',
                    help='--target body: look at the whole frame only (default: also at overlapping square tiles '
                         'of a wide frame, where BlazePose finds small persons)')
@@ -180,7 +184,7 @@ def options_signature(args, source: str) -> str:
     keys = ('image_shape', 'increase', 'min_frames', 'max_frames', 'min_size', 'track', 'smooth', 'edge', 'format',
             'detector', 'stride', 'detect_size', 'iou', 'iou_with_initial', 'max_missed', 'cut_threshold')
     if args.target == 'body':       # (face signatures stay as they were: re-runs skip finished videos)
-        keys += ('target', 'min_person', 'no_tiles')
+        keys += ('target', 'min_person', 'no_tiles', 'camera_motion')
     stat = os.stat(source)
     blob = json.dumps([[k, getattr(args, k)] for k in keys] + [stat.st_size, int(stat.st_mtime)], default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -343,13 +347,17 @@ def process_video(source: str, backend, partition: str, ident: str, video: str, 
     """Scan, plan and write one video; returns (manifest rows, skipped rows, one-line summary)."""
     reader = VideoReader(source)
     name = os.path.basename(source)
+    frames = reader
+    if args.target == 'body':
+        from bodies.tubes import CameraMotion
+        frames = CameraMotion(reader, args.camera_motion)
     with progress(reader.estimated_num_frames, f'scan {name}', args.quiet) as bar:
-        scan = scan_video(reader, backend, stride=args.stride, batch_size=args.batch_size,
+        scan = scan_video(frames, backend, stride=args.stride, batch_size=args.batch_size,
                           detect_size=args.detect_size, cut_threshold=args.cut_threshold,
                           on_frame=lambda: bar.update(1))
     if args.target == 'body':
         from bodies.tubes import person_tubes
-        tubes = person_tubes(scan, args.increase)
+        tubes = person_tubes(scan, args.increase, frames.moving)
     else:
         tubes = scan.tubes(args.iou, args.iou_with_initial if args.track == 'fixed' else None, args.max_missed)
     clips, dropped = plan_clips(tubes, scan.width, scan.height, reader.fps, f'{ident}#{video}', partition, args)

@@ -11,11 +11,13 @@ finds the cuts):
 * a tube goes on while exactly one detection overlaps its box (IoU > 0) and that detection lies
   inside the box; it ends when none does, when two or more do (a second person walking in), when
   the person has left the box, and at a cut. A person who walks out of a tube's box starts a new one;
+* camera motion ends every tube, as crop_taichi's (median Farneback flow above 1 px between
+  consecutive frames at 256x256): here the frame-to-frame translation of the background found by
+  phase correlation of 256x256 grey thumbnails, `CameraMotion`, at least `--camera_motion` px;
 * `--min_frames` and `--min_size` (on the crop box's side) drop tubes, as crop_taichi's store().
 
-Not kept: crop_taichi also ends every tube when the median optical flow between frames exceeds a
-pixel (camera motion) or the median colour jumps; here a cut (colour histograms) ends them, and a
-pan ends a tube when it carries the person out of the fixed box.
+Not kept: crop_taichi also ends every tube when a frame's median colour jumps by 1.5 grey levels;
+here cuts are found from colour histograms (faces/scan.py).
 """
 from __future__ import annotations
 
@@ -72,14 +74,18 @@ def follow(tube: PersonTube, boxes: list[np.ndarray]) -> np.ndarray | None:
     return touching[0]
 
 
-def person_tubes(scan, increase: float) -> list[PersonTube]:
-    """Tubes from a faces.scan.Scan whose detections are person boxes, in start order."""
+def person_tubes(scan, increase: float, moving: set[int] | frozenset = frozenset()) -> list[PersonTube]:
+    """Tubes from a faces.scan.Scan whose detections are person boxes, in start order; `moving`:
+    frames where the camera moved since the frame before (they end every tube, as a cut does)."""
     active: list[PersonTube] = []
     done: list[PersonTube] = []
-    shot = 0
+    shot, previous = 0, -1
+    moves = np.array(sorted(moving), dtype=np.int64)
     for frame in sorted(scan.detections):
         boxes = [np.asarray(b, dtype=np.float64) for b in scan.detections[frame]]
-        if scan.shot_of(frame) != shot:
+        moved = bool(((moves > previous) & (moves <= frame)).any())
+        previous = frame
+        if scan.shot_of(frame) != shot or moved:
             shot = scan.shot_of(frame)
             done += active
             active = []
@@ -97,3 +103,55 @@ def person_tubes(scan, increase: float) -> list[PersonTube]:
             if not any(iou(tube.region, box) > 0 for tube in active):
                 active.append(PersonTube([frame], [box], region=square_box(box, increase)))
     return sorted(done + active, key=lambda tube: (tube.start, tube.region[0]))
+
+
+class CameraMotion:
+    """Wraps a frame iterator; records the frames where the camera moved since the frame before.
+
+    crop_taichi compares consecutive frames resized to 256x256 (grey) with Farneback optical flow
+    and calls a median magnitude above 1 px camera motion. Here: the translation between two such
+    thumbnails at the peak of their phase correlation (Hann-windowed, sub-pixel), which follows the
+    background (most of the frame) and not a person moving on it; 1 px or more is motion. Costs
+    a few ms of CPU a frame (a resize and three 256x256 FFTs)."""
+
+    SIZE = (256, 256)
+
+    def __init__(self, frames, threshold: float = 1.0):
+        self.frames = frames
+        self.threshold = threshold
+        self.moving: set[int] = set()
+        self.window = np.outer(np.hanning(self.SIZE[0]), np.hanning(self.SIZE[1]))
+
+    def __iter__(self):
+        previous = None
+        for index, frame in enumerate(self.frames):
+            spectrum = self._spectrum(frame)
+            if previous is not None and self.threshold > 0 and \
+                    np.hypot(*translation(previous, spectrum)) >= self.threshold:
+                self.moving.add(index)
+            previous = spectrum
+            yield frame
+
+    def _spectrum(self, frame: np.ndarray) -> np.ndarray:
+        from video_io import resize_frame
+        # the green channel stands for grey (luminance is mostly green); contiguous, it resizes ~6x faster
+        grey = resize_frame(np.ascontiguousarray(np.asarray(frame)[..., 1]), self.SIZE)    # (256, 256) in [0, 1]
+        return np.fft.rfft2((grey - grey.mean()) * self.window)
+
+
+def translation(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(dy, dx) in pixels between two frames given as rfft2 spectra, at their phase correlation's peak."""
+    cross = a * np.conj(b)
+    corr = np.fft.irfft2(cross / np.maximum(np.abs(cross), 1e-12), s=CameraMotion.SIZE)
+    py, px = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    h, w = corr.shape
+    # sub-pixel: a parabola through the peak and its two neighbours, along each axis
+    dy = py + _vertex(corr[(py - 1) % h, px], corr[py, px], corr[(py + 1) % h, px])
+    dx = px + _vertex(corr[py, (px - 1) % w], corr[py, px], corr[py, (px + 1) % w])
+    return (dy - h if dy > h / 2 else dy), (dx - w if dx > w / 2 else dx)
+
+
+def _vertex(left: float, centre: float, right: float) -> float:
+    """Offset in [-0.5, 0.5] of the vertex of the parabola through (-1, left), (0, centre), (1, right)."""
+    curve = left - 2 * centre + right
+    return float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5)) if curve < 0 else 0.0

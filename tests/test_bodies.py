@@ -264,6 +264,37 @@ def test_crop_tool_two_persons_give_one_tube_each(raw, tmp_path, capsys):
     assert len(rows) == 2 and centres[0] < man.shape[2] < centres[1], rows
 
 
+def test_camera_motion_static_sample_and_a_pan(raw):
+    from bodies.tubes import CameraMotion
+    static = CameraMotion(raw[:12])
+    assert len(list(static)) == 12 and not static.moving
+    # a 498-wide window moving 3 px a frame over the 884-wide frames: 1.5 px a frame at 256x256
+    pan = CameraMotion(np.stack([raw[i, :, 3 * i:3 * i + 498] for i in range(12)]))
+    list(pan)
+    assert pan.moving == set(range(1, 12))
+    slow = CameraMotion(np.stack([raw[i, :, i:i + 498] for i in range(12)]))   # 0.5 px at 256x256: under 1
+    list(slow)
+    assert not slow.moving
+
+
+def test_crop_tool_camera_motion_ends_every_tube(raw, tmp_path, capsys):
+    """A pan (the man's part of the frame, the window moving 3 px a frame): every tube ends at the next
+    detection frame, as crop_taichi ends them on camera motion; with --camera_motion 0 they go on."""
+    import csv
+    pan = np.stack([raw[20 + i, :, 100 + 3 * i:100 + 3 * i + 498] for i in range(40)])
+    source = write_video(tmp_path / 'pan.mp4', pan)
+
+    def dropped(out: Path, *extra: str) -> list[int]:
+        crop(source, out, '--increase', '0.3', *extra)
+        with open(out / 'skipped.csv', newline='') as f:
+            return [int(r['end_frame']) - int(r['start_frame']) + 1 for r in csv.DictReader(f)]
+
+    assert set(dropped(tmp_path / 'moving')) == {1} and not manifest(tmp_path / 'moving')
+    dropped(tmp_path / 'still', '--camera_motion', '0')
+    assert [int(r['end_frame']) - int(r['start_frame']) + 1 for r in manifest(tmp_path / 'still')] == [40]
+    capsys.readouterr()
+
+
 def test_crop_tool_no_person_is_one_line(tmp_path, capsys):
     still = np.full((40, 180, 320, 3), 90, np.uint8)
     still[:, 60:] = (40, 120, 40)             # grass under a grey sky, nobody
