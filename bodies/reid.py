@@ -50,11 +50,15 @@ class ReidEmbedder:
         self.net = net.eval().to(device)
         self.device = device
 
-    def embed(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 or float [0, 1] (T, H, W, 3) -> float (T, 2048)."""
+    def embed(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """uint8 or float [0, 1] (T, H, W, 3) -> float (T, 2048), `batch_size` frames at a time."""
+        frames = np.asarray(frames)
+        return np.concatenate([self._embed(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
+
+    def _embed(self, frames: np.ndarray) -> np.ndarray:
         import torch
         import torch.nn.functional as F
-        x = torch.from_numpy(np.asarray(frames)).to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         x = F.interpolate(x.permute(0, 3, 1, 2), size=REID_SIZE, mode='bicubic', align_corners=False,
                           antialias=True).clamp(0, 1)
