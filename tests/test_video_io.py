@@ -1,4 +1,4 @@
-"""Tests for video_io: image loading, skimage-equivalent resizing, video reading and writing.
+"""Tests for media/: image loading, skimage-equivalent resizing, video reading and writing.
 
 Media are generated tiny in tmp_path; the real sample clip in ../shared/samples is used where
 noted and the test is skipped (with the reason) when it is absent.
