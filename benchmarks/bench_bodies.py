@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 from bodies import load_backend  # noqa: E402
 from bodies.metrics import BodyMetrics  # noqa: E402
 from faces.metrics import protocol_frame  # noqa: E402
-from video_io import VideoReader  # noqa: E402
+from media import VideoReader  # noqa: E402
 
 RAW = os.path.join(ROOT, '..', 'shared', 'samples', 'body-raw.mp4')
 MAN = (177, 0, 446, 269)       # x0, y0, x1, y1 of the man on the box in frames 20-100

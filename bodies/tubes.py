@@ -133,7 +133,7 @@ class CameraMotion:
             yield frame
 
     def _spectrum(self, frame: np.ndarray) -> np.ndarray:
-        from video_io import resize_frame
+        from media import resize_frame
         # the green channel stands for grey (luminance is mostly green); contiguous, it resizes ~6x faster
         grey = resize_frame(np.ascontiguousarray(np.asarray(frame)[..., 1]), self.SIZE)    # (256, 256) in [0, 1]
         return np.fft.rfft2((grey - grey.mean()) * self.window)

@@ -23,7 +23,7 @@ if not RAW.is_file():
 from bodies import BodyModelError, load_backend, to_openpose  # noqa: E402
 from bodies.metrics import BodyMetrics, frame_akd, frame_mkr, metrics_kind  # noqa: E402
 from faces.metrics import protocol_frame  # noqa: E402
-from video_io import VideoReader, VideoWriter  # noqa: E402
+from media import VideoReader, VideoWriter  # noqa: E402
 
 
 def quiet(message: str) -> None:
@@ -182,7 +182,7 @@ def test_pose_model_file_that_does_not_load(tmp_path):
 
 
 def test_metrics_kind_from_the_config():
-    from modules import load_config
+    from loading import load_config
     configs = {p.stem: load_config(str(p)) for p in sorted((REPO / 'config').glob('*/*.yaml'))}
     kinds = {name: metrics_kind(config) for name, config in configs.items()}
     assert {n for n, k in kinds.items() if k == 'body'} == {'taichi-256', 'taichi-adv-256', 'ted-384', 'fashion-256'}
@@ -195,8 +195,9 @@ def test_metrics_kind_from_the_config():
 def test_reconstruction_writes_body_metrics(raw, tmp_path):
     import reconstruction
     from frames_dataset import FramesDataset
-    from modules import build_models, load_config
-    from video_io import resize_frame
+    from loading import load_config
+    from media import resize_frame
+    from modules import build_models
     x0, y0, x1, y1 = MAN
     for part in ('train', 'test'):
         with VideoWriter(str(tmp_path / 'data' / part / f'x#{part}.mp4'), fps=25) as writer:
