@@ -250,6 +250,10 @@ def test_crop_tool_body_on_the_sample(raw, tmp_path, capsys):
     assert int(rows[0]['end_frame']) - int(rows[0]['start_frame']) + 1 >= 32
     clip = np.stack(list(VideoReader(str(tmp_path / 'out' / rows[0]['partition'] / rows[0]['name']))))
     assert clip.shape[1:] == (256, 256, 3)
+    import csv
+    with open(tmp_path / 'out' / 'skipped.csv', newline='') as f:
+        short = [r for r in csv.DictReader(f) if '< --min_frames 32' in r['reason']]
+    assert len(short) >= 3          # the woman's pieces (and stray detections), each with its reason
 
 
 def test_crop_tool_two_persons_give_one_tube_each(raw, tmp_path, capsys):
@@ -304,6 +308,9 @@ def test_crop_tool_no_person_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert sum('no whole person found' in line and 'empty.mp4' in line for line in err.splitlines()) == 1
     assert not list((tmp_path / 'out').glob('*/*.mp4'))
+    assert crop(source, tmp_path / 'out2', '--track', 'smooth') == 2          # bodies keep one box a tube
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: --target body') and '--track smooth' in err[0]
 
 
 # ----------------------------------------------------------------------------------------------
