@@ -352,6 +352,27 @@ def test_box_outside_the_frame_and_segment_past_the_end(tmp_path, videos, capsys
     assert listing(out / 'train') == [f'id10001#{SOURCE_ID}#000010#000020.mp4']   # no temporaries left
 
 
+@needs_sample
+def test_video_damaged_part_way_keeps_the_clips_before_the_damage(tmp_path, videos, capsys):
+    folder = tmp_path / 'videos'
+    folder.mkdir()
+    whole = folder / 'whole.mp4'
+    subprocess.run([ffmpeg(), '-loglevel', 'error', '-i', str(videos / f'{SOURCE_ID}.mp4'), '-c', 'copy',
+                    '-movflags', '+faststart', str(whole)], check=True)     # index first: the cut file opens
+    data = whole.read_bytes()
+    (folder / f'{SOURCE_ID}.mp4').write_bytes(data[:len(data) * 2 // 3])
+    whole.unlink()
+    rows = [f'{SOURCE_ID},0,10,0-0-640-854,25,640,854,train,id1', f'{SOURCE_ID},60,70,0-0-640-854,25,640,854,train,id1']
+    out = tmp_path / 'out'
+    assert prepare('--metadata', write_csv(tmp_path / 'vox.csv', VOX_HEADER, rows), '--video_folder', str(folder),
+                   '--out_folder', str(out), '--image_shape', '32,32') == 2
+    err = capsys.readouterr().err.splitlines()
+    late = [line for line in err if '#000060#000070' in line]
+    assert len(late) == 1 and 'frames 72..83' in late[0] and 'clip not written' in late[0], err
+    assert listing(out / 'train') == [f'id1#{SOURCE_ID}#000000#000010.mp4'] + \
+        [f'id1#{SOURCE_ID}#000000#000010.mp4/{i:07d}.png' for i in range(12)]
+
+
 def test_unreadable_and_absent_videos_go_to_missing_csv(tmp_path, capsys):
     videos = tmp_path / 'videos'
     videos.mkdir()
