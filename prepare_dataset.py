@@ -31,7 +31,7 @@ from dataprep.download import yt_dlp_available  # noqa: E402
 from dataprep.jobs import missing_csv_path, run_jobs, summarize, write_missing  # noqa: E402
 from dataprep.metadata import PARTITIONS, MetadataError, read_metadata  # noqa: E402
 from dataprep.worker import Options  # noqa: E402
-from video_io import MediaWarning  # noqa: E402
+from media import MediaWarning  # noqa: E402
 
 
 class UsageError(Exception):

@@ -1,6 +1,6 @@
 """Clip writers: each clip appears at its path complete, or not at all.
 
-* ``.mp4``: :class:`video_io.VideoWriter` (H.264, built under a temporary name, renamed at the
+* ``.mp4``: :class:`media.VideoWriter` (H.264, built under a temporary name, renamed at the
   end) with a keyframe every second, so that training, which decodes a sampled frame from the
   keyframe before it, reads a clip about as fast as PNG frames.
 * ``.png``: a folder named like the clip (``...#000123.mp4``, as load_videos.py names it) of
@@ -14,8 +14,8 @@ import shutil
 
 import numpy as np
 
-from fileio import atomic_dir
-from video_io import VideoWriter, write_image
+from media.files import atomic_dir
+from media import VideoWriter, write_image
 
 FORMATS = ('.mp4', '.png')
 

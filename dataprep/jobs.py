@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 from dataprep.metadata import Segment
 from dataprep.worker import Options, Result, process_video
-from fileio import atomic_path
+from media.files import atomic_path
 
 MISSING_FIELDS = ('video_id', 'segments', 'reason')
 

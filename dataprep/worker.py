@@ -18,7 +18,7 @@ from dataprep import rules
 from dataprep.clips import clip_done, open_clip
 from dataprep.download import DownloadFailed, download, find_source
 from dataprep.metadata import Segment
-from video_io import MediaError, MediaWarning, VideoReader, resize_frame
+from media import MediaError, MediaWarning, VideoReader, resize_frame
 
 
 @dataclass(frozen=True)

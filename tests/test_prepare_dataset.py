@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, ffmpeg_exe
 
 import prepare_dataset
 from dataprep import rules
@@ -49,18 +49,13 @@ def write_csv(path: Path, header: str, rows: list[str]) -> str:
     return str(path)
 
 
-def ffmpeg() -> str:
-    import imageio_ffmpeg
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 @pytest.fixture(scope='module')
 def videos(tmp_path_factory) -> Path:
     """A folder with <SOURCE_ID>.mp4: the sample's first 90 frames re-timed to 30 fps (made by ffmpeg)."""
     if not SAMPLE.is_file():
         pytest.skip(f'the real sample clip is not at {SAMPLE}')
     folder = tmp_path_factory.mktemp('videos')
-    subprocess.run([ffmpeg(), '-loglevel', 'error', '-i', str(SAMPLE), '-vf', f'setpts=N/({FILE_FPS}*TB)',
+    subprocess.run([ffmpeg_exe(), '-loglevel', 'error', '-i', str(SAMPLE), '-vf', f'setpts=N/({FILE_FPS}*TB)',
                     '-r', str(FILE_FPS), '-frames:v', str(FILE_FRAMES), '-c:v', 'libx264', '-crf', '10',
                     '-pix_fmt', 'yuv420p', str(folder / f'{SOURCE_ID}.mp4')], check=True)
     return folder
@@ -357,7 +352,7 @@ def test_video_damaged_part_way_keeps_the_clips_before_the_damage(tmp_path, vide
     folder = tmp_path / 'videos'
     folder.mkdir()
     whole = folder / 'whole.mp4'
-    subprocess.run([ffmpeg(), '-loglevel', 'error', '-i', str(videos / f'{SOURCE_ID}.mp4'), '-c', 'copy',
+    subprocess.run([ffmpeg_exe(), '-loglevel', 'error', '-i', str(videos / f'{SOURCE_ID}.mp4'), '-c', 'copy',
                     '-movflags', '+faststart', str(whole)], check=True)     # index first: the cut file opens
     data = whole.read_bytes()
     (folder / f'{SOURCE_ID}.mp4').write_bytes(data[:len(data) * 2 // 3])
