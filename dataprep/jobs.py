@@ -86,18 +86,21 @@ def _pooled(jobs, workers: int, update: Callable[[int], None]) -> Iterator[Resul
     with ctx.Pool(workers, initializer=_init_worker, initargs=(progress,)) as pool:
         pending = [pool.apply_async(_run_one, (job,)) for job in jobs]
         while pending:
-            try:
-                update(progress.get(timeout=0.2))
-            except queue.Empty:
-                pass
+            _drain(progress, update, wait=0.2)
             for task in [t for t in pending if t.ready()]:
                 pending.remove(task)
                 yield task.get()
-        while True:   # counts still in the queue after the last result
-            try:
-                update(progress.get(timeout=0.05))
-            except queue.Empty:
-                break
+        _drain(progress, update, wait=0.05)
+
+
+def _drain(progress, update: Callable[[int], None], wait: float) -> None:
+    """Pass on every count waiting in the queue, waiting up to `wait` seconds for the first."""
+    try:
+        update(progress.get(timeout=wait))
+        while True:
+            update(progress.get_nowait())
+    except queue.Empty:
+        pass
 
 
 def run_jobs(jobs: list[tuple[str, list[Segment], Options]], workers: int, quiet: bool = False) -> list[Result]:
@@ -112,6 +115,7 @@ def run_jobs(jobs: list[tuple[str, list[Segment], Options]], workers: int, quiet
             results.append(result)
             for line in result_lines(result):
                 bar.write(line, file=sys.stderr)
+        bar.update(total - bar.n)   # counts a worker queued just before it returned may still be in flight
     return results
 
 

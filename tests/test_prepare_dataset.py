@@ -290,6 +290,19 @@ def test_decoding_stops_after_the_last_frame_a_segment_needs(tmp_path, videos):
 
 
 @needs_sample
+def test_every_segment_is_reported_once_to_the_progress_bar(tmp_path, videos):
+    rows = VOX_ROWS + [f'{SOURCE_ID},60,100,0-0-640-854,25,640,854,train,id1',      # past the end
+                       f'{SOURCE_ID},7,13,700-100-800-200,25,640,854,train,id1']      # box outside
+    meta = read_metadata(write_csv(tmp_path / 'vox.csv', VOX_HEADER, rows))
+    for folder in (videos, tmp_path / 'empty'):       # the video there, then missing
+        calls = []
+        options = Options(str(folder), str(tmp_path / f'out-{folder.name}'), '.mp4', (32, 32))
+        result = process_video(SOURCE_ID, meta.segments, options, report=calls.append)
+        assert sum(calls) == 5 and all(n > 0 for n in calls)
+        assert (result.written, len(result.failed)) == ((3, 2) if folder == videos else (0, 0))
+
+
+@needs_sample
 def test_rerun_skips_finished_clips_and_resumes(tmp_path, videos, capsys):
     csv_path = write_csv(tmp_path / 'vox.csv', VOX_HEADER, VOX_ROWS)
     out = tmp_path / 'out'
