@@ -226,6 +226,30 @@ def test_png_clips_equal_load_videos_frame_by_frame(tmp_path, videos):
 
 
 @needs_sample
+def test_ntsc_source_with_rows_at_29_97_fps_matches_load_videos(tmp_path, videos):
+    """An NTSC file (30000/1001 fps) with rows at 29.97: segments start on their own frame numbers,
+    because the reference compares against the rate ffmpeg prints (29.97), not the exact one."""
+    folder = tmp_path / 'videos'
+    folder.mkdir()
+    subprocess.run([ffmpeg_exe(), '-loglevel', 'error', '-i', str(videos / f'{SOURCE_ID}.mp4'), '-vf',
+                    'setpts=N/(30000/1001*TB)', '-r', '30000/1001', '-c:v', 'libx264', '-crf', '10',
+                    '-pix_fmt', 'yuv420p', str(folder / 'ntsc_vid_01.mp4')], check=True)
+    rows = ['ntsc_vid_01,30,41,0-0-410-412,29.97,410,412,train,id1', 'ntsc_vid_01,41,80,0-0-410-412,29.97,410,412,test,id2']
+    csv_path = write_csv(tmp_path / 'vox.csv', VOX_HEADER, rows)
+    out = tmp_path / 'out'
+    assert prepare('--metadata', csv_path, '--video_folder', str(folder), '--out_folder', str(out),
+                   '--format', '.png', '--image_shape', '32,32') == 0
+    with open(csv_path) as f:
+        expected = reference_clips(str(folder / 'ntsc_vid_01.mp4'), list(csv.DictReader(f)), (32, 32))
+    assert [len(expected[0]), len(expected[1])] == [11, 39]          # frames 30..40 and 41..79
+    for k, (part, name) in enumerate((('train', 'id1#ntsc_vid_01#000030#000041.mp4'),
+                                      ('test', 'id2#ntsc_vid_01#000041#000080.mp4'))):
+        ours = read_clip(str(out / part / name))
+        assert ours.shape == np.stack(expected[k]).shape
+        assert np.abs(ours.astype(np.float64) - np.stack(expected[k])).mean() <= 1 / 255
+
+
+@needs_sample
 def test_no_resize_keeps_the_crop_exactly(tmp_path, videos):
     rows = [f'{SOURCE_ID},7,13,100-427-500-854,25,640,854,train,id10001']
     csv_path = write_csv(tmp_path / 'vox.csv', VOX_HEADER, rows)
