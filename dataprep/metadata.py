@@ -122,6 +122,7 @@ def parse_row(row: dict, line: int, has_partition: bool, has_person: bool) -> Se
     video_id = (row['video_id'] or '').strip()
     if not video_id or video_id.startswith('#'):
         raise _RowError(f'video_id {video_id!r} is empty')
+    _check_file_name_part(video_id, 'video_id')
     source, start, end, from_id = _frame_range(row, video_id)
     if start >= end:
         raise _RowError(f'the id {video_id!r} gives an empty segment {start} .. {end}')
@@ -138,10 +139,17 @@ def parse_row(row: dict, line: int, has_partition: bool, has_person: bool) -> Se
         person = (row.get('person_id') or '').strip()
         if not person:
             raise _RowError('person_id is empty')
+        _check_file_name_part(person, 'person_id')
     # For TED the id's range names the clip "<source>#<start>#<end>.mp4", so that the part before
     # the first '#' (what id_sampling groups by) is the talk; the reversed id would put the end first.
     name = clip_name(source, start, end, person) if from_id else clip_name(video_id, start, end, person)
     return Segment(line, video_id, source, start, end, _box(row['bbox']), fps, width, height, partition, name)
+
+
+def _check_file_name_part(text: str, what: str) -> None:
+    """Ids become file names: a path separator would write outside the partition folder."""
+    if '/' in text or '\\' in text or text.startswith('.'):
+        raise _RowError(f"{what} {text!r} cannot be part of a file name ('/', '\\' or a leading '.')")
 
 
 def _is_float(text: str | None) -> bool:

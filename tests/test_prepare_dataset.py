@@ -187,6 +187,7 @@ def test_ted_rows_take_the_range_from_the_id(tmp_path):
     (VOX_HEADER, [f'{SOURCE_ID},9,5,10-20-30-40,25,640,480,train,id1'], 'line 2: segment start 9'),
     (VOX_HEADER, [f'{SOURCE_ID},1,5,10-20-30-40,25,640,480,valid,id1'], "partition 'valid'"),
     (VOX_HEADER, [f'{SOURCE_ID},1,5,10-20-30-40,0,640,480,train,id1'], 'fps'),
+    (VOX_HEADER, [f'{SOURCE_ID},1,5,10-20-30-40,25,640,480,train,../id1'], "person_id '../id1' cannot"),
 ])
 def test_bad_metadata_is_one_line_and_nothing_written(tmp_path, capsys, header, rows, expected):
     csv_path = write_csv(tmp_path / 'bad.csv', header, rows)
