@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -117,6 +117,17 @@ def _plan(segment: Segment, reader: VideoReader, fps: float, options: Options, r
     return _Plan(segment, clip_path(options, segment), frames, window[0], window[1])
 
 
+def _decoded(reader: VideoReader, damage: list[str]) -> Iterator[np.ndarray]:
+    """The reader's frames; damage part way ends them, its reason put in `damage` (writers' errors pass)."""
+    frames = iter(reader)
+    try:
+        yield from frames
+    except MediaError as err:           # what decoded before the damage is kept
+        damage.append(err.reason or str(err))
+    finally:
+        frames.close()
+
+
 def _stream(reader: VideoReader, plans: list[_Plan], options: Options, result: Result,
             report: Callable[[int], None]) -> list[_Plan]:
     """Decode once, writing each plan's clip as its frames stream past; returns the plans left unfinished."""
@@ -124,37 +135,33 @@ def _stream(reader: VideoReader, plans: list[_Plan], options: Options, result: R
     stop = max(p.frames.stop for p in plans)
     active: list[tuple[_Plan, object]] = []
     upcoming = 0
-    problem = None
+    damage: list[str] = []
+    frames = _decoded(reader, damage)
     try:
-        frames = iter(reader)
-        try:
-            for index, frame in enumerate(frames):
-                result.decoded = index + 1
-                while upcoming < len(plans) and plans[upcoming].frames.start <= index:
-                    plan = plans[upcoming]
-                    active.append((plan, open_clip(plan.path, options.fmt, reader.frame_rate)))
-                    upcoming += 1
-                for plan, writer in list(active):
-                    writer.write(crop_frame(frame, plan, options.image_shape))
-                    result.frames += 1
-                    if index == plan.frames.stop - 1:
-                        writer.close()
-                        active.remove((plan, writer))
-                        result.written += 1
-                        report(1)
-                if index >= stop - 1:
-                    break
-        except MediaError as err:           # damage part way: what decoded before it is kept
-            problem = err.reason or str(err)
-        finally:
-            frames.close()
+        for index, frame in enumerate(frames):
+            result.decoded = index + 1
+            while upcoming < len(plans) and plans[upcoming].frames.start <= index:
+                plan = plans[upcoming]
+                active.append((plan, open_clip(plan.path, options.fmt, reader.frame_rate)))
+                upcoming += 1
+            for plan, writer in list(active):
+                writer.write(crop_frame(frame, plan, options.image_shape))
+                result.frames += 1
+                if index == plan.frames.stop - 1:
+                    writer.close()
+                    active.remove((plan, writer))
+                    result.written += 1
+                    report(1)
+            if index >= stop - 1:
+                break
     finally:
+        frames.close()
         for _, writer in active:
             writer.abort()
     unfinished = [plan for plan, _ in active] + plans[upcoming:]
     for plan in unfinished:
         first, last = plan.frames.start, plan.frames.stop - 1
-        why = f'decoding failed after frame {result.decoded - 1} ({problem})' if problem else \
+        why = f'decoding failed after frame {result.decoded - 1} ({damage[0]})' if damage else \
             f'the video has only {result.decoded} frames'
         result.failed.append(f'{_where(plan.segment)}: segment needs frames {first}..{last} of the file but {why}; '
                              f'clip not written')

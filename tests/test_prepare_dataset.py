@@ -328,6 +328,31 @@ def test_every_segment_is_reported_once_to_the_progress_bar(tmp_path, videos):
 
 
 @needs_sample
+def test_a_clip_that_cannot_be_written_is_not_called_a_decoding_problem(tmp_path, videos, monkeypatch):
+    import dataprep.worker as worker
+    from media import MediaError
+
+    class FullDisk:
+        def __init__(self, path, fmt, fps):
+            self.aborted = False
+
+        def write(self, frame):
+            raise MediaError('cannot write clip.mp4: No space left on device')
+
+        def abort(self):
+            self.aborted = True
+
+    monkeypatch.setattr(worker, 'open_clip', FullDisk)
+    meta = read_metadata(write_csv(tmp_path / 'vox.csv', VOX_HEADER, VOX_ROWS))
+    calls = []
+    result = process_video(SOURCE_ID, meta.segments, Options(str(videos), str(tmp_path / 'out'), '.mp4', (32, 32)),
+                           report=calls.append)
+    assert len(result.failed) == 1 and 'No space left on device' in result.failed[0], result.failed
+    assert '3 clip(s) not written' in result.failed[0] and 'decoding' not in result.failed[0]
+    assert sum(calls) == 3 and result.written == 0
+
+
+@needs_sample
 def test_rerun_skips_finished_clips_and_resumes(tmp_path, videos, capsys):
     csv_path = write_csv(tmp_path / 'vox.csv', VOX_HEADER, VOX_ROWS)
     out = tmp_path / 'out'
