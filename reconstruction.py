@@ -3,11 +3,15 @@
 Each test video is reconstructed from its first frame driven by all its frames, in standard
 (absolute keypoint) mode, as both papers evaluate; TPSMM models with a background predictor
 also use its background motion, as TPSMM's evaluation does. Written to <log_dir>/reconstruction/:
-  png/<video>.png      all predicted frames side by side (the references' strips)
+  png/<video>.png      all predicted frames side by side, truncated to 8 bits as the
+                       references write them (the strips pose-evaluation scores)
   <video><format>      visualisation video (source, driving, prediction, motion, occlusion)
   metrics.json         L1 per video and overall (mean over all frames, as the references
-                       print); for faces AKD, AED and the missing-face share per video and
-                       overall, with the face backend named (faces/metrics.py, docs/faces.md)
+                       print); for faces AKD and AED as pose-evaluation computes them (and
+                       other forms beside them), each with its missing share, per video and
+                       overall, with the face backend named (faces/metrics.py, docs/faces.md).
+                       The face metrics score the strips' 8-bit frames, so evaluate.py on
+                       png/ against the test videos gives the same numbers.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animate import Animator, required_networks, to_uint8, video_stem
+from animate import Animator, required_networks, to_uint8_truncated, video_stem
+from faces.backend import as_uint8
 from fileio import atomic_path
 from logger import Visualizer
 from modules.checkpoint import load_models
@@ -93,18 +98,19 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                                [vv[i:i + 1] for vv in v] if isinstance(v, list) else v)
                            for k, v in out.items()}
                     frames_vis.append(visualizer.visualize(driving[i:i + 1], source[i:i + 1], one))
-        predictions = np.concatenate(predictions)
+        strip = to_uint8_truncated(np.concatenate(predictions))      # uint8 (T, H, W, 3), as written
         if faces is not None:
-            real = video.permute(0, 2, 3, 1).cpu().numpy()
+            # the data set's frames are 8-bit values / 255: as_uint8 gives back the decoded values
+            real = as_uint8(video.permute(0, 2, 3, 1).cpu().numpy())
             if not per_video and params.get('face_metrics', 'auto') == 'auto' and not faces.shows_face(real[0]):
                 faces, faces_note = None, 'skipped: no face in the first frame of the first test video'
                 log.info('face metrics (AKD, AED) %s (reconstruction_params.face_metrics: true forces them)',
                          faces_note)
             else:
-                faces.score_video(item['name'], real, predictions)
+                faces.score_video(item['name'], real, strip)
         name = video_stem(item['name'])
         with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
-            write_image(tmp, to_uint8(np.concatenate(list(predictions), axis=1)))
+            write_image(tmp, np.concatenate(list(strip), axis=1))
         if visualize:
             with VideoWriter(os.path.join(out_dir, name + fmt), fps=25) as writer:
                 for frame in frames_vis:
@@ -120,8 +126,19 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
     with atomic_path(os.path.join(out_dir, 'metrics.json')) as tmp:
         with open(tmp, 'w') as f:
             json.dump(metrics, f, indent=2)
-    print(f"Reconstruction L1: {metrics['l1']:.5f} (copy-the-source baseline "
-          f"{metrics['l1_copy_source_baseline']:.5f}) over {len(per_video)} videos ({len(frame_l1)} frames)"
-          + (f"; AKD {metrics['akd']:.3f} px, AED {metrics['aed']:.4f} ({metrics['face_backend']})"
-             if metrics['akd'] is not None and metrics['aed'] is not None else '') + f'; written to {out_dir}')
+    print(summary_line(metrics, faces, out_dir))
     return metrics
+
+
+def summary_line(metrics: dict, faces, out_dir: str) -> str:
+    """'Reconstruction L1: ... over N videos (F frames); AKD ... (missing ...), AED ... (missing
+    ...) (face backend); written to ...'."""
+    from faces.metrics import face_columns
+    from scoring import summary_text
+    line = (f"Reconstruction L1: {metrics['l1']:.5f} (copy-the-source baseline "
+            f"{metrics['l1_copy_source_baseline']:.5f}) over {metrics['num_videos']} videos "
+            f"({metrics['num_frames']} frames)")
+    if faces is not None:
+        line += f"; {summary_text(metrics, face_columns(faces.identity))} ({metrics['face_backend']})"
+    return line + f'; written to {out_dir}'
+
