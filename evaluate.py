@@ -84,12 +84,15 @@ def read_video(path: str, frame_height: int) -> np.ndarray:
 def read_real(path: str, size: tuple[int, int]) -> np.ndarray:
     """uint8 (T, H, W, 3): a real video as the data set gives it to reconstruction (any format it
     reads, resized to `size` when it differs), so both tools score the same frames."""
-    from frames_dataset import VideoReadError, read_frames
+    from frames_dataset import VIDEO_FILE_EXTENSIONS, VideoReadError, fit_frame, read_frames, to_float_rgb
+    shape = (int(size[0]), int(size[1]), 3)
     try:
-        frames = read_frames(path, None, (int(size[0]), int(size[1]), 3))   # float32 in [0, 1]
+        if os.path.isdir(path) or path.lower().endswith(VIDEO_FILE_EXTENSIONS):
+            return as_uint8(read_frames(path, None, shape))        # float32 in [0, 1] -> its 8-bit values
     except VideoReadError as err:
         raise EvaluateError(str(err)) from None
-    return as_uint8(frames)
+    with VideoReader(path, strict=True) as reader:                 # a format the data set does not list
+        return as_uint8(np.stack([fit_frame(to_float_rgb(frame), shape) for frame in reader]))
 
 
 def frame_l1(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
