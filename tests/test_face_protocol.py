@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TPS, tiny_config
+from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / 'shared' / 'samples'
@@ -283,9 +283,8 @@ def test_reconstruction_and_animate_strips_truncate(tmp_path, monkeypatch, tps_c
     assert strip.shape == (64, 3 * 64, 3) and (strip == 127).all()
 
 
-@pytest.mark.parametrize('size', [64])
 def test_evaluate_gives_the_numbers_of_reconstruction(tmp_path, monkeypatch, tps_checkpoint, clip, dlib_backend,
-                                                      capsys, size):
+                                                      capsys):
     """The same reconstruction scored by run.py --mode reconstruction (metrics.json) and by
     evaluate.py on its png/ strips against the test videos: the same AKD, AED, missing shares and
     frame counts; L1 within the 8-bit rounding of the strips."""
@@ -294,6 +293,7 @@ def test_evaluate_gives_the_numbers_of_reconstruction(tmp_path, monkeypatch, tps
     import reconstruction
     from frames_dataset import FramesDataset
     from video_io import resize_frame
+    size = 64
     video = np.stack([resize_frame(f, (size, size)) for f in clip[:6:2]])    # uint8 (3, 64, 64, 3)
     for part in ('train', 'test'):
         (tmp_path / 'data' / part).mkdir(parents=True)
