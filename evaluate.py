@@ -31,8 +31,8 @@ if ROOT not in sys.path:
 from faces.backend import BACKEND_CHOICES, FaceModelError, as_uint8, load_backend  # noqa: E402
 from faces.metrics import PROTOCOL_SIZE, FaceMetrics, face_columns  # noqa: E402
 from scoring import L1, table_lines  # noqa: E402
-from fileio import atomic_path  # noqa: E402
-from video_io import IMAGE_EXTENSIONS, MediaError, VideoReader, load_image  # noqa: E402
+from media.files import atomic_path  # noqa: E402
+from media import IMAGE_EXTENSIONS, MediaError, VideoReader, load_image  # noqa: E402
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.m4v')
 STRIP_EXTENSIONS = ('.png', '.jpg', '.jpeg')

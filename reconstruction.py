@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from animate import Animator, required_networks, to_uint8_truncated, video_stem
 from faces.backend import as_uint8
-from fileio import atomic_path
+from media.files import atomic_path
 from logger import Visualizer
-from modules.checkpoint import load_models
-from video_io import VideoWriter, write_image
+from loading.checkpoint import load_models
+from media import VideoWriter, write_image
 
 log = logging.getLogger('reconstruction')
 

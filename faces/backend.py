@@ -131,7 +131,7 @@ def landmark_function(backend: FaceBackend) -> Callable[[np.ndarray], 'np.ndarra
     """image (H, W, 3), float in [0, 1] or uint8 -> (68, 2) landmarks of one face, or None
     (for find_best_frame): `backend.best_frame_landmarks`."""
     def landmarks(image: np.ndarray):
-        from video_io import resize_frame
+        from media import resize_frame
         factor = 1.0
         if backend.name == 'dlib' and max(image.shape[:2]) < 256:
             # HOG finds no face under ~80 px: look at small frames enlarged

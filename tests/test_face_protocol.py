@@ -41,7 +41,7 @@ def clip():
     """uint8 (169, 412, 410, 3): the real talking-head clip."""
     if not CLIP.is_file():
         pytest.skip(NO_SAMPLES)
-    from video_io import VideoReader
+    from media import VideoReader
     return np.stack(list(VideoReader(str(CLIP))))
 
 
@@ -78,7 +78,7 @@ def test_aed_of_another_person_is_the_squared_l2_distance(dlib_backend, clip256)
     if not PHOTO.is_file():
         pytest.skip(NO_SAMPLES)
     from faces.metrics import protocol_frame
-    from video_io import load_image
+    from media import load_image
     photo = protocol_frame(np.rint(load_image(str(PHOTO)) * 255).astype(np.uint8))
     real = clip256[[0, 2, 4]]
     scores = FaceMetrics(dlib_backend).score_video('other', real, np.stack([photo] * 3))
@@ -249,7 +249,7 @@ def fixed_predictions(monkeypatch, make):
 
 
 def write_data(root: Path, frames: dict[str, np.ndarray]) -> None:
-    from video_io import VideoWriter
+    from media import VideoWriter
     for name, video in frames.items():
         with VideoWriter(str(root / name), fps=25) as writer:
             writer.write(video)
@@ -263,7 +263,7 @@ def test_reconstruction_and_animate_strips_truncate(tmp_path, monkeypatch, tps_c
     import modules
     import reconstruction
     from frames_dataset import FramesDataset
-    from video_io import load_image
+    from media import load_image
     frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), np.uint8)
     for part in ('train', 'test'):
         (tmp_path / 'data' / part).mkdir(parents=True)
@@ -292,7 +292,7 @@ def test_evaluate_gives_the_numbers_of_reconstruction(tmp_path, monkeypatch, tps
     import modules
     import reconstruction
     from frames_dataset import FramesDataset
-    from video_io import resize_frame
+    from media import resize_frame
     size = 64
     video = np.stack([resize_frame(f, (size, size)) for f in clip[:6:2]])    # uint8 (3, 64, 64, 3)
     for part in ('train', 'test'):
