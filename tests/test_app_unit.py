@@ -84,7 +84,7 @@ def test_session_cancel_and_close(tmp_path):
 
 def test_page_message_of_a_checkpoint_that_does_not_fit():
     """The page gets the first mismatch and the hint, not hundreds of keys; temporary paths shortened."""
-    from modules.checkpoint import CheckpointError
+    from loading.checkpoint import CheckpointError
     page = app.App.__new__(app.App)
     page.root = '/tmp/app-root'
     err = CheckpointError('/tmp/app-root/ab12/x.pth does not fit with config c.yaml:\n  - kp_detector: 336 missing keys\n'
@@ -153,7 +153,7 @@ def _page(tmp_path) -> 'app.App':
 def test_crop_on_a_photo_without_a_face_is_one_page_message(tmp_path):
     """demo.py says it in one line; the page must show that line, not Gradio's generic error."""
     from PIL import Image
-    from video_io import VideoWriter
+    from media import VideoWriter
     photo = tmp_path / 'wall.png'
     Image.fromarray(np.full((96, 128, 3), 120, np.uint8)).save(photo)
     driving = tmp_path / 'driving.mp4'
@@ -169,7 +169,7 @@ def test_crop_on_a_photo_without_a_face_is_one_page_message(tmp_path):
 def test_a_truncated_upload_is_refused_at_once(tmp_path):
     """A video cut off near its end passes a first-frame probe: the upload check reads its end too."""
     import subprocess
-    from video_io import ffmpeg_exe
+    from conftest import ffmpeg_exe
     full = tmp_path / 'full.mp4'
     subprocess.run([ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i',
                     'testsrc=size=64x64:rate=25:duration=0.6', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-g', '2',

@@ -20,7 +20,7 @@ import torch
 from conftest import REPO_ROOT, SHARED
 
 import demo  # noqa: E402
-from video_io import VideoReader, VideoWriter  # noqa: E402
+from media import VideoReader, VideoWriter  # noqa: E402
 
 CONFIG = 'config/synthetic/tps-64-small.yaml'              # as README names it: relative to the repository
 CHECKPOINT = str(REPO_ROOT / 'checkpoints' / 'synthetic-tps-64-small.pth.tar')
@@ -263,7 +263,7 @@ def test_crop_with_an_odd_result_size_says_what_it_wrote(capsys, tmp_path):
 
 
 def test_refused_checkpoint_says_what_is_safe(tmp_path):
-    from modules.checkpoint import CheckpointError, read_checkpoint
+    from loading.checkpoint import CheckpointError, read_checkpoint
     path = tmp_path / 'evil.pth.tar'
     torch.save({'kp_detector': {}, 'payload': os.getcwd}, str(path))
     with pytest.raises(CheckpointError) as caught:

@@ -75,7 +75,8 @@ def test_int8_fomm_without_jacobians_follows_fp32(cache):
 
 def test_int8_is_refused_off_the_cpu_and_with_compile():
     from animate import Animator
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     config = load_config(str(BUNDLED[0]))
     for kwargs in ({'device': 'meta'}, {'compile': True}):
         with pytest.raises(ValueError, match='int8 runs on the CPU'):
@@ -96,7 +97,7 @@ def test_int8_cache_is_bounded(cache, monkeypatch):
     """Every new source/driving pair adds a calibrated graph (45 MB for vox-256; the app adds one
     per request): the cache keeps the most recently used ones within $KEYPOINT_ANIMATION_CACHE_MB,
     never the graphs in use. Export, quantization and session are stand-ins of known size here."""
-    from modules import quantize
+    from deploy import quantize
     size = 300_000
 
     def fake_write(path):
