@@ -47,12 +47,14 @@ Motion
                           driving keypoints (and FOMM's jacobians) are smoothed over time with a
                           One-Euro filter at the driving video's frame rate, before they move the
                           source; causal (look-ahead 0 frames), in any mode, faces and bodies alike.
-                          On the sample clip it takes out about half the keypoints' frame-to-frame
-                          jitter; a steady motion is followed a few frames late (README: figures).
+                          On the sample clip (bundled model) it takes out 65% of the keypoints'
+                          frame-to-frame jitter and 57% of the result's; a steady motion is
+                          followed 1-3 frames late at 25 fps (docs/smoothing.md).
   --smooth_min_cutoff HZ  the filter's cutoff for a keypoint at rest (default 1.0; lower: smoother,
                           more lag). Any --smooth_* option turns --smooth on.
-  --smooth_beta B         how fast the cutoff rises with a keypoint's speed in frame-widths/2 per
-                          second (default 5.0; higher: less lag on fast motion, less smoothing).
+  --smooth_beta B         how fast the cutoff rises with a keypoint's speed in units/s (the frame is
+                          2 units wide) (default 5.0; higher: less lag on fast motion, less
+                          smoothing).
   --smooth_d_cutoff HZ    the cutoff of the speed estimate (default 1.0).
 
 Faces (docs/faces.md)

@@ -64,10 +64,15 @@ def read_clip(path: str, size: tuple[int, int], frames: int | None = None) -> tu
         return clip[:frames], reader.fps
 
 
-def keypoint_jitter(animator, clip: np.ndarray, fps: float, params: OneEuroParams | None) -> dict:
-    """{'keypoints': jitter, 'jacobians': jitter (FOMM)} of the driving keypoints."""
+def clip_keypoints(animator, clip: np.ndarray) -> dict:
+    """The driving keypoints of every frame, (T, K, 2) (and FOMM's (T, K, 2, 2) jacobians)."""
     from animate import to_tensor
-    kp = {k: v.cpu() for k, v in animator.keypoints(to_tensor(clip, animator.device)).items()}
+    batches = [animator.keypoints(to_tensor(clip[i:i + 16], animator.device)) for i in range(0, len(clip), 16)]
+    return {k: torch.cat([b[k] for b in batches]).cpu() for k in batches[0]}
+
+
+def keypoint_jitter(kp: dict, fps: float, params: OneEuroParams | None) -> dict:
+    """{'keypoints': jitter, 'jacobians': jitter (FOMM)} of the driving keypoints."""
     if params is not None:
         kp = KeypointSmoother(params, fps)(kp)
     out = {'keypoints': jitter(kp['value' if 'value' in kp else 'fg_kp'].numpy())}
@@ -83,21 +88,20 @@ def output_jitter(animator, source: np.ndarray, clip: np.ndarray, fps: float, pa
     return jitter(frames * 255)
 
 
-def clip_speed(animator, clip: np.ndarray, fps: float) -> float:
+def clip_speed(kp: dict, fps: float) -> float:
     """Median keypoint speed on the clip (units/s), to read the ramp lags against."""
-    from animate import to_tensor
-    kp = animator.keypoints(to_tensor(clip, animator.device))
-    pts = (kp['value'] if 'value' in kp else kp['fg_kp']).cpu().numpy()
+    pts = (kp['value'] if 'value' in kp else kp['fg_kp']).numpy()
     return float(np.median(np.linalg.norm(np.diff(pts, axis=0), axis=-1)) * fps)
 
 
 def report_model(name: str, animator, source, clip, fps, settings, with_output: bool = True) -> None:
+    kp = clip_keypoints(animator, clip)
     print(f'\n{name}: {len(clip)} frames at {fps:g} fps, {clip.shape[2]}x{clip.shape[1]}; '
-          f'median keypoint speed {clip_speed(animator, clip, fps):.3f} units/s')
+          f'median keypoint speed {clip_speed(kp, fps):.3f} units/s')
     print('| smoothing | keypoint jitter | jacobian jitter | output jitter (8-bit levels) |')
     print('|---|---|---|---|')
     for label, params in settings:
-        kj = keypoint_jitter(animator, clip, fps, params)
+        kj = keypoint_jitter(kp, fps, params)
         oj = f'{output_jitter(animator, source, clip, fps, params):.3f}' if with_output else '-'
         jac = f"{kj['jacobians']:.5f}" if 'jacobians' in kj else '-'
         print(f"| {label} | {kj['keypoints']:.5f} | {jac} | {oj} |", flush=True)

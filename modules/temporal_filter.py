@@ -23,6 +23,9 @@ Keypoints are filtered in the networks' normalised coordinates ([-1, 1] across t
 speed of 2 units/s crosses the frame in a second); the speed is that of each keypoint (the norm of
 its 2-D velocity; for FOMM's 2x2 jacobians the norm of the 4 entries' rates), so a keypoint's
 coordinates are smoothed alike whatever the direction it moves in.
+
+Torch tensors and numpy arrays both work (numpy for ONNX Runtime alone, docs/cpu-inference.md);
+torch is imported only when tensors come in.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import dataclasses
 import math
 from typing import Sequence
 
-import torch
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +42,10 @@ class OneEuroParams:
     beta (Hz per unit/s): how fast the cutoff rises with speed; higher lags less on fast motion.
     d_cutoff (Hz): the cutoff of the speed estimate itself.
 
-    Defaults chosen on ../shared/samples/face-driving.mp4 (benchmarks/bench_smooth.py): they
-    take out about half the driving keypoints' frame-to-frame jitter and follow a steady motion
-    a few frames late; see the README's figures."""
+    Defaults chosen on ../shared/samples/face-driving.mp4 (benchmarks/bench_smooth.py, figures
+    in docs/smoothing.md): with the bundled model they take 65% of the driving keypoints'
+    frame-to-frame jitter out (57% of the output's) and follow a steady motion at the clip's
+    median speed about 2 frames late (at most 1 / (2 pi min_cutoff) s, 4 frames at 25 fps)."""
     min_cutoff: float = 1.0
     beta: float = 5.0
     d_cutoff: float = 1.0
@@ -69,7 +73,7 @@ def smoothing_params(smooth) -> OneEuroParams | None:
     raise ValueError(f'smooth must be True, False, None, a dict or OneEuroParams, got {type(smooth).__name__}')
 
 
-def smoothing_factor(cutoff: torch.Tensor | float, dt: float):
+def smoothing_factor(cutoff, dt: float):
     """alpha of an exponential average that has cutoff frequency `cutoff` Hz at time step dt s."""
     return 1.0 / (1.0 + 1.0 / (2 * math.pi * cutoff * dt))
 
@@ -82,17 +86,18 @@ class OneEuroFilter:
     def __init__(self, params: OneEuroParams, point_dims: int = 1):
         self.params = params
         self.point_dims = point_dims
-        self.previous: torch.Tensor | None = None    # last output, (..., *point)
-        self.previous_input: torch.Tensor | None = None
-        self.speed: torch.Tensor | None = None       # smoothed speed per point, (...,) then broadcast
+        self.previous = None          # last output, (..., *point)
+        self.previous_input = None    # last input, (..., *point)
+        self.speed = None             # smoothed speed per point, (..., 1) or (..., 1, 1)
         self.time: float | None = None
 
-    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """Filtered x at time t (seconds, increasing); the first call returns x unchanged."""
+    def __call__(self, x, t: float):
+        """Filtered x (a tensor or an array) at time t (seconds, increasing); the first call
+        returns x unchanged."""
         if self.previous is None:
-            self.previous, self.previous_input, self.time = x.clone(), x.clone(), t
-            self.speed = torch.zeros_like(self._norm(x))
-            return x.clone()
+            self.previous, self.previous_input, self.time = _copy(x), _copy(x), t
+            self.speed = 0 * self._norm(x)
+            return _copy(x)
         dt = t - self.time
         if not dt > 0:
             raise ValueError(f'frame times must increase: {t} after {self.time}')
@@ -101,13 +106,27 @@ class OneEuroFilter:
         self.speed = self.speed + smoothing_factor(p.d_cutoff, dt) * (raw_speed - self.speed)
         alpha = smoothing_factor(p.min_cutoff + p.beta * self.speed, dt)
         self.previous = self.previous + alpha * (x - self.previous)
-        self.previous_input, self.time = x.clone(), t
-        return self.previous.clone()
+        self.previous_input, self.time = _copy(x), t
+        return _copy(self.previous)
 
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+    def _norm(self, x):
         """Per-point norm, kept broadcastable against x: (..., 1) or (..., 1, 1)."""
         dims = tuple(range(-self.point_dims, 0))
+        if isinstance(x, np.ndarray):
+            return np.linalg.norm(x, axis=dims, keepdims=True)
+        import torch
         return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+
+
+def _copy(x):
+    return x.copy() if isinstance(x, np.ndarray) else x.clone()
+
+
+def _stack(frames: list):
+    if isinstance(frames[0], np.ndarray):
+        return np.stack(frames)
+    import torch
+    return torch.stack(frames)
 
 
 # Keypoint dict entries that are smoothed, with how many trailing dimensions make one point:
@@ -118,7 +137,8 @@ KEYPOINT_ENTRIES = {'value': 1, 'jacobian': 2, 'fg_kp': 1}
 class KeypointSmoother:
     """Smooths one video's driving keypoints, frame by frame in frame order.
 
-    Call it with each batch of keypoints in turn (dicts of (B, ...) tensors, B consecutive frames);
+    Call it with each batch of keypoints in turn (dicts of (B, ...) tensors or arrays, B
+    consecutive frames);
     frame i of the video is at time i / fps unless `times` gives the frames' own times (the
     app's Live tab: camera frames come when they come). Splitting the video into other batches
     gives the same result. Other entries of the dict pass through unchanged."""
@@ -140,6 +160,6 @@ class KeypointSmoother:
         for key, point_dims in KEYPOINT_ENTRIES.items():
             if key in kp:
                 flt = self.filters.setdefault(key, OneEuroFilter(self.params, point_dims))
-                out[key] = torch.stack([flt(frame, t) for frame, t in zip(kp[key], times)])
+                out[key] = _stack([flt(frame, t) for frame, t in zip(kp[key], times)])
         self.frames += batch
         return out

@@ -144,6 +144,16 @@ def test_frame_times_can_be_given():
         KeypointSmoother(OneEuroParams(), 25)(kp, times=[0.0, 0.0, 0.1])
 
 
+def test_numpy_arrays_are_filtered_as_tensors_are():
+    """ONNX Runtime alone hands numpy arrays (docs/cpu-inference.md)."""
+    kp = keypoint_stream()
+    as_tensors = KeypointSmoother(OneEuroParams(), 25)(kp)
+    as_arrays = KeypointSmoother(OneEuroParams(), 25)({k: v.numpy() for k, v in kp.items()})
+    for key in kp:
+        assert isinstance(as_arrays[key], np.ndarray) and as_arrays[key].dtype == np.float32
+        np.testing.assert_allclose(as_arrays[key], as_tensors[key].numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize('bad', [dict(min_cutoff=0), dict(beta=-1), dict(d_cutoff=float('nan'))])
 def test_bad_parameters_say_which(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
