@@ -313,7 +313,7 @@ class Animator:
         for batch in batches:
             if state is None:
                 ref = batch[0] if initial is None else animation_frames(initial, size, 'initial frame')[0]
-                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian, smooth, fps)
+                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian, smooth=smooth, fps=fps)
                 if self.int8 is not None and not self.int8_fixed:
                     # Calibrate on the first frames: read ahead, then animate what was read.
                     ahead = [batch]

@@ -392,5 +392,5 @@ def test_demo_bad_smoothing_parameter_is_one_line(capsys, tmp_path, option, valu
     code, _, out, err = run_demo(capsys, tmp_path, 'bad', option, value)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and option in lines[0], err
+    assert len(lines) == 1 and option in lines[0] and 'must be' in lines[0], err
     assert not (tmp_path / 'bad').exists()
