@@ -1,7 +1,7 @@
 """Animation: drive a source image with a video's motion, for both families.
 
     from animate import Animator
-    from video_io import VideoReader, load_image
+    from media import VideoReader, load_image
     animator = Animator.from_files('config/fomm/vox-256.yaml', 'vox-cpk.pth.tar', device='cuda')
     source = load_image('photo.jpg')                # float32 (H, W, 3) in [0, 1]; uint8 works too
     with VideoReader('driving.mp4') as reader:      # iter_batches: float32 (B, H, W, 3) batches
@@ -31,10 +31,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
+from modules.motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (modules/quantize.py).
+# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (deploy/quantize.py).
 ALL_PRECISIONS = tuple(PRECISIONS) + ('int8',)
 MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
 
@@ -145,7 +145,7 @@ class Animator:
                  compile: bool = False, calibration_frames: int | None = None):
         """`precision` 'int8' (CPU only) quantizes the per-frame generator, calibrated on the source
         and the first `calibration_frames` driving frames of each video (default
-        modules.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see modules/quantize.py.
+        deploy.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see deploy/quantize.py.
         `compile`: torch.compile the per-frame networks (fp32/bf16/fp16)."""
         from modules.model import family_of
         self.config = config
@@ -165,7 +165,7 @@ class Animator:
         self.frame_size = frame_shape_of(config)
         self.int8 = None
         if precision == 'int8':
-            from modules.quantize import CALIBRATION_FRAMES, Int8Generator
+            from deploy.quantize import CALIBRATION_FRAMES, Int8Generator
             self.int8 = Int8Generator(config, self.models, self.family)
             self.calibration_frames = calibration_frames or CALIBRATION_FRAMES
             self.int8_fixed = False          # True once `calibrate` set one calibration for all videos
@@ -177,8 +177,9 @@ class Animator:
                    need_avd: bool = False, **options) -> 'Animator':
         """Build from a config file and a checkpoint (ours or official). Raises ConfigError or
         CheckpointError with a one-line explanation naming the file."""
-        from modules import build_models, load_config
-        from modules.checkpoint import load_models
+        from modules import build_models
+        from loading import load_config
+        from loading.checkpoint import load_models
         config = load_config(config_path)
         models = build_models(config)
         ckpt = load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
@@ -334,7 +335,7 @@ class Animator:
         return pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
 
     def generator_feeds(self, source, features, kp_source: dict, kp_norm: dict, bg_param=None) -> dict:
-        from modules.quantize import generator_feeds
+        from deploy.quantize import generator_feeds
         points = getattr(self.models.get('dense_motion_network'), 'points_per_tps', 5)
         return generator_feeds(self.family, source, features, kp_source, kp_norm, bg_param, points)
 
@@ -344,7 +345,7 @@ class Animator:
         one video's calibration never replaces another's mid-stream. Anything else is `self`."""
         if self.int8 is None or self.int8_fixed:
             return self
-        from modules.quantize import Int8Generator
+        from deploy.quantize import Int8Generator
         twin = copy.copy(self)
         twin.int8 = Int8Generator(self.int8.config, self.models, self.family, self.int8.keep_fp32)
         return twin
@@ -379,7 +380,7 @@ def animation_frames(frames, size: tuple[int, int], what: str = 'frames') -> np.
     says what was given. uint8 is divided by 255 (fed as is, it washes the result out), uint16 by
     65535; grey is repeated to RGB, alpha dropped; other sizes are resized as the CLI resizes
     (skimage-equivalent anti-aliasing)."""
-    from video_io import resize_frames
+    from media import resize_frames
     arr = np.asarray(frames)
     if arr.ndim == 3:
         arr = arr[None]
@@ -412,7 +413,14 @@ def video_stem(name: str) -> str:
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Rounded, as scikit-image's img_as_ubyte, which both references' demo.py write with."""
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+
+def to_uint8_truncated(frames: np.ndarray) -> np.ndarray:
+    """Truncated, as both references' reconstruction and animate modes write their PNG strips
+    (`(255 * x).astype(np.uint8)`): the strips pose-evaluation scores."""
+    return (np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
 def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mode: str = 'relative',
@@ -449,12 +457,15 @@ def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mo
 def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str,
                     find_best_frame: bool = False, face_backend: str = 'auto') -> None:
     """run.py --mode animate: animate PairedDataset pairs (pairs_list csv or random pairs) with
-    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format>.
+    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format> (the
+    predicted video) and animation/png/<driving>-<source>.png (its frames side by side), both
+    truncated to 8 bits as the reference writes them.
     `find_best_frame` (relative motion): the reference frame of each pair is the driving frame
     whose face landmarks best match the source's (face backend `face_backend`)."""
     from frames_dataset import PairedDataset, build_dataset
-    from modules.checkpoint import load_models
-    from video_io import VideoWriter
+    from loading.checkpoint import load_models
+    from media import VideoWriter, write_image
+    from media.files import atomic_path
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
@@ -469,7 +480,7 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     family_mode = 'relative' if norm['use_relative_movement'] else 'standard'
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
     out_dir = os.path.join(log_dir, 'animation')
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     landmarks = None
     if find_best_frame and family_mode == 'relative':
         from faces import landmark_function, load_backend
@@ -479,12 +490,17 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
         source = np.transpose(pair['source_video'], (1, 2, 3, 0))[0]
         initial = best_reference_frame(source, driving, landmarks, pair['source_name']) if landmarks else None
         batches = (driving[i:i + 16] for i in range(0, len(driving), 16))
-        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}{params.get('format', '.mp4')}"
-        with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
+        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}"
+        strip = []
+        with VideoWriter(os.path.join(out_dir, name + params.get('format', '.mp4')), fps=25) as writer:
             for frames in animator.animate(source, batches, family_mode, norm['adapt_movement_scale'],
                                            initial=initial, relative_jacobian=norm['use_relative_jacobian'],
                                            size=driving.shape[1:3]):
-                writer.write(to_uint8(frames))
+                frames = to_uint8_truncated(frames)         # (B, H, W, 3)
+                writer.write(frames)
+                strip += list(frames)
+        with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
+            write_image(tmp, np.concatenate(strip, axis=1))
     print(f'wrote {len(dataset)} animations ({params.get("format", ".mp4")}, {family_mode} motion) to {out_dir}')
 
 
@@ -492,7 +508,7 @@ def best_reference_frame(source: np.ndarray, driving: np.ndarray, landmarks, sou
     """The driving frame whose normalised landmarks best match the source's (demo.py's
     --find_best_frame), or None (the first frame) when either side shows no face."""
     import logging
-    from demo import DemoError, find_best_frame
+    from animation import DemoError, find_best_frame
     try:
         index, frame = find_best_frame(source, iter(driving), landmarks, source_name)
     except DemoError as err:

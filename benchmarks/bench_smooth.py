@@ -58,7 +58,7 @@ def noise_jitter(params: OneEuroParams | None, fps: float = 25.0, frames: int = 
 
 
 def read_clip(path: str, size: tuple[int, int], frames: int | None = None) -> tuple[np.ndarray, float]:
-    from video_io import VideoReader
+    from media import VideoReader
     with VideoReader(path) as reader:
         clip = np.concatenate(list(reader.iter_batches(32, size=size)))
         return clip[:frames], reader.fps
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from animate import Animator
-    from video_io import load_image
+    from media import load_image
 
     settings = [('off', None), ('default: ' + label_of(OneEuroParams()), OneEuroParams())]
     if args.sweep:

@@ -343,7 +343,7 @@ def test_animate_photo_passes_smoothing_through():
 # demo.py
 
 def write_clip(path: Path, clip: np.ndarray, fps: int = 10) -> str:
-    from video_io import VideoWriter
+    from media import VideoWriter
     with VideoWriter(str(path), fps) as writer:
         writer.write((clip * 255).round().astype(np.uint8))
     return str(path)
@@ -352,7 +352,7 @@ def write_clip(path: Path, clip: np.ndarray, fps: int = 10) -> str:
 def run_demo(capsys, tmp_path, name: str, *extra) -> tuple[int, np.ndarray | None, str, str]:
     import demo
     from PIL import Image
-    from video_io import VideoReader
+    from media import VideoReader
     source = tmp_path / 'source.png'
     if not source.exists():
         Image.fromarray((moving_clip(12, seed=5)[-1] * 255).round().astype(np.uint8)).save(source)
