@@ -55,6 +55,9 @@ Faces (docs/faces.md)
   --crop_increase X       share of the face box added on each side (default 0.45: VoxCeleb framing).
   --face_backend B        auto (default: face-alignment when its model loads, else dlib, offline)
                           | face-alignment | dlib: faces for --crop and --find_best_frame.
+  --detector D            dlib's face detector for --crop: hog (default; frames without a face are
+                          looked at again at 2x and 4x size, for faces down to ~40 px) | hog-once
+                          (one pass, faster) | mmod (CNN, seconds a frame on a CPU).
 
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
@@ -118,7 +121,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from modules.checkpoint import CheckpointError  # noqa: E402
-from faces.backend import FaceModelError, NoFaceError  # noqa: E402
+from faces.backend import DETECTOR_CHOICES, DETECTOR_HELP, FaceModelError, NoFaceError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from video_io import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
 
@@ -173,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='--crop: enlarge the face box by this share per side (default 0.45, VoxCeleb framing)')
     fa.add_argument('--face_backend', choices=('auto', 'face-alignment', 'dlib'), default='auto',
                     help='faces for --crop and --find_best_frame (auto: face-alignment if it loads, else dlib)')
+    fa.add_argument('--detector', choices=DETECTOR_CHOICES, default='hog', help=DETECTOR_HELP)
     co = p.add_argument_group('compute')
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
@@ -542,7 +546,7 @@ def crop_inputs(args: argparse.Namespace, img_shape, device):
     if increase < 0:
         raise DemoError(f'--crop_increase {increase}: must be >= 0')
     result_size = parse_shape(args.result_size, '--result_size') if args.result_size else None
-    backend = load_backend(args.face_backend, str(device))
+    backend = load_backend(args.face_backend, str(device), detector=args.detector)
     photo = load_image(args.source_image)
     crop = crop_photo(photo, backend, increase, f'the source image {args.source_image!r}')
     reader = VideoReader(args.driving_video, strict=True)
