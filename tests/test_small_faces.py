@@ -78,3 +78,30 @@ def test_default_detector_crops_a_60px_face_in_a_large_photo():
                                                        PHOTO_SIDE)
     crop = crop_photo(photo, load_backend('dlib', say=lambda m: None))
     assert iou(crop.box, (x, y, x + PHOTO_SIDE, y + PHOTO_SIDE)) > 0.4, crop.box
+
+
+TPS = (REPO / 'config' / 'synthetic' / 'tps-64-small.yaml', REPO / 'checkpoints' / 'synthetic-tps-64-small.pth.tar')
+
+
+def test_demo_detector_option(small_face_video, tmp_path, capsys):
+    """demo.py --crop finds the small faces with its default detector; --detector reaches it."""
+    import imageio.v3 as iio
+    import demo
+    if not TPS[1].is_file():
+        pytest.skip(f'{TPS[1]} is absent')
+    frames, _ = small_face_video
+    photo = canvas(720, 1280, 2)
+    photo[300:300 + PHOTO_SIDE, 700:700 + PHOTO_SIDE] = shrunk(
+        np.rint(load_image(str(PHOTO)) * 255).astype(np.uint8), PHOTO_SIDE)
+    iio.imwrite(tmp_path / 'photo.png', photo)
+    from video_io import VideoWriter
+    with VideoWriter(str(tmp_path / 'talk.mp4'), fps=25, crf=12) as writer:
+        writer.write(frames[:3])
+    base = ['--config', str(TPS[0]), '--checkpoint', str(TPS[1]), '--source_image', str(tmp_path / 'photo.png'),
+            '--driving_video', str(tmp_path / 'talk.mp4'), '--crop', '--face_backend', 'dlib', '--cpu', '--quiet']
+    assert demo.main(base + ['--result_video', str(tmp_path / 'a.mp4')]) == 0, capsys.readouterr().err
+    assert 'no face found in driving' not in capsys.readouterr().err
+    assert demo.main(base + ['--result_video', str(tmp_path / 'b.mp4'), '--detector', 'hog-once']) == 2
+    assert 'no face found in the driving video' in capsys.readouterr().err
+    import app
+    assert app.parse_args(['--detector', 'hog-once']).detector == 'hog-once'
