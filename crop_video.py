@@ -2,13 +2,14 @@
 
     python crop_video.py --inp raw/ --out data/my-faces [--image_shape 256,256] [--increase 0.1]
         [--min_frames 64] [--min_size 256] [--stride 5] [--track fixed|smooth] [--format mp4|png]
-        [--test_ids alice,bob | --test_fraction 0.2] [--id_regex '^(?P<id>[^_]+)_']
+        [--test_ids alice,bob | --test_fraction 0.2] [--id_regex '^(?P<id>[^_]+)_'] [--preset fomm]
 
 Any size, frame rate and length; several faces; cuts. For every video:
 
 1. One decode: shot cuts on every frame (colour histograms), faces on every `--stride`-th frame
    of each shot and on its last frame, in batches of `--batch_size` (frames shrunk to
-   `--detect_size` for the detector).
+   `--detect_size` for the detector; with `--detector hog`, the default, a frame without a face is
+   looked at again at 2x and 4x that size, unless only faces under `--min_size` could be found).
 2. Detections are linked into tubes by IoU (`--iou`); a tube ends at a cut or when its face is not
    found (`--max_missed` detection frames in a row); with a fixed box also when the face has left
    its first box (IoU below `--iou_with_initial`, FOMM's rule). Tubes shorter than `--min_frames`
@@ -28,6 +29,10 @@ cut can be reproduced; OUT/skipped.csv lists dropped tubes and videos without a 
 reason. Writes are atomic; a re-run skips videos already done with the same options, and clips
 already written. The result trains with `run.py` unchanged (dataset_params.root_dir: OUT).
 Face backend: `--face_backend auto|face-alignment|dlib` (see docs/faces.md).
+
+`--preset fomm`: FOMM's crop-video.py's rules instead (every frame; a tube follows its first box
+and ends on the first frame without its face; cuts not seen; kept when end - start > 150, written
+from start to end - 1 as its ffmpeg command cuts; any face size; the box cut at the frame edge).
 """
 from __future__ import annotations
 

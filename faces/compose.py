@@ -54,7 +54,8 @@ class PhotoCrop:
 
 def crop_photo(photo: np.ndarray, backend: FaceBackend, increase: float = DEMO_INCREASE,
                name: str = 'the source image') -> PhotoCrop:
-    """The square around the photo's largest face (found on a copy at most 1024 px on a side)."""
+    """The square around the photo's largest face (found on a copy at most 1024 px on a side, or,
+    where none is found there, on larger copies: `detect_with_retry`)."""
     photo = as_uint8(photo)
     found = detect_with_retry(backend, [photo], PHOTO_DETECT_SIZE)[0]
     if not found:
