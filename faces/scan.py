@@ -139,7 +139,8 @@ def scan_video(frames: Iterable[np.ndarray], backend: FaceBackend, *, stride: in
     def detect(flush: bool) -> None:
         if not batch or (len(batch) < batch_size and not flush):
             return
-        found = detect_with_retry(backend, [frame for _, frame, _ in batch], detect_size, min_face)
+        held_factor = batch[0][2]             # one video: every held frame has the same size
+        found = detect_with_retry(backend, [frame for _, frame, _ in batch], detect_size, min_face / held_factor)
         for (index, _, factor), faces in zip(batch, found):
             scan.detections[index] = [face.box * factor for face in faces]
         batch.clear()

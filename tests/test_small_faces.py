@@ -105,3 +105,30 @@ def test_demo_detector_option(small_face_video, tmp_path, capsys):
     assert 'no face found in the driving video' in capsys.readouterr().err
     import app
     assert app.parse_args(['--detector', 'hog-once']).detector == 'hog-once'
+
+
+def test_retry_sizes_and_what_they_cost():
+    """Which sizes a frame without a face is looked at: 2x, 4x the detection size, at most twice
+    the frame, and none that could only find faces under min_face (the crop tool's --min_size)."""
+    from faces.backend import FaceBackend
+    from faces.scan import scan_video
+
+    class Recorder(FaceBackend):           # a HOG-like backend that never finds a face
+        retry_scales, smallest_face = (2, 4), 80
+
+        def __init__(self):
+            self.looked = []
+
+        def detect_batch(self, frames):
+            self.looked += [max(f.shape[:2]) for f in frames]
+            return [[] for _ in frames]
+
+    def looked_at(height, width, min_face=0):
+        backend = Recorder()
+        scan_video([np.zeros((height, width, 3), np.uint8)], backend, stride=1, min_face=min_face)
+        return backend.looked
+
+    assert looked_at(720, 1280) == [640, 1280, 2560]
+    assert looked_at(412, 410) == [412, 824]             # no more than twice the frame
+    assert looked_at(2160, 3840, min_face=400) == [640, 1280]
+    assert looked_at(720, 1280, min_face=256) == [640]   # crop_video.py's default --min_size: one look
