@@ -73,7 +73,7 @@ def shrink_for_detection(frame: np.ndarray, detect_size: int) -> tuple[np.ndarra
 
 def resized_for_detection(frame: np.ndarray, longer: int) -> tuple[np.ndarray, float]:
     """(uint8 frame resized, up or down, to this longer side; factor from it back to full size)."""
-    from video_io import resize_frame
+    from media import resize_frame
     h, w = frame.shape[:2]
     factor = max(h, w) / longer
     size = (max(1, int(round(h / factor))), max(1, int(round(w / factor))))

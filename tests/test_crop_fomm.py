@@ -21,7 +21,7 @@ pytest.importorskip('dlib', reason='the dlib backend needs dlib-bin (requirement
 if not CLIP.is_file():
     pytest.skip(f'the real sample clip is not at {CLIP}', allow_module_level=True)
 
-from video_io import VideoReader, VideoWriter, resize_frame  # noqa: E402
+from media import VideoReader, VideoWriter, resize_frame  # noqa: E402
 
 W, H, FACE = 320, 240, 168        # frame and placed face sides (dlib's face box: ~90 px)
 CUT = 200                         # first frame of the second shot

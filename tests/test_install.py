@@ -13,7 +13,7 @@ HINT = 'the project is not installed in this environment: run `make venv` or `pi
 
 def test_importable_from_any_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    done = subprocess.run([sys.executable, '-c', 'from animate import Animator; import demo, faces, modules, video_io; '
+    done = subprocess.run([sys.executable, '-c', 'from animate import Animator; import demo, faces, modules, media; '
                            'print(demo.ROOT)'], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f'{HINT}\n{done.stderr}'
     assert Path(done.stdout.strip()) == Path(__file__).resolve().parents[1]     # this checkout, editable

@@ -19,7 +19,7 @@ if not CLIP.is_file() or not PHOTO.is_file():
 from faces import load_backend  # noqa: E402
 from faces.boxes import iou  # noqa: E402
 from faces.compose import crop_photo, track_driving  # noqa: E402
-from video_io import VideoReader, load_image, resize_frame  # noqa: E402
+from media import VideoReader, load_image, resize_frame  # noqa: E402
 
 # dlib's HOG box spans 0.53 of the sample clip's side and 373 px of the 680 px photo: these sides
 # make the face box about 60 px.
@@ -94,7 +94,7 @@ def test_demo_detector_option(small_face_video, tmp_path, capsys):
     photo[300:300 + PHOTO_SIDE, 700:700 + PHOTO_SIDE] = shrunk(
         np.rint(load_image(str(PHOTO)) * 255).astype(np.uint8), PHOTO_SIDE)
     iio.imwrite(tmp_path / 'photo.png', photo)
-    from video_io import VideoWriter
+    from media import VideoWriter
     with VideoWriter(str(tmp_path / 'talk.mp4'), fps=25, crf=12) as writer:
         writer.write(frames[:3])
     base = ['--config', str(TPS[0]), '--checkpoint', str(TPS[1]), '--source_image', str(tmp_path / 'photo.png'),
