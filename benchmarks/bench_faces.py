@@ -138,7 +138,8 @@ def small_faces(native: np.ndarray, repeats: int, count: int = 8) -> None:
                 cpu.append(time.process_time() - start)
             seconds = timed(cpu_timed, repeats)
             print(f'  {detector:9s} {name:22s} {1000 * seconds / len(frames):8.0f} ms/frame wall '
-                  f'{1000 * statistics.median(cpu) / len(frames):8.0f} ms CPU   face found on {sum(found)}/{len(frames)}')
+                  f'{1000 * statistics.median(cpu) / len(frames):8.0f} ms CPU   '
+                  f'face found on {sum(found)}/{len(frames)}')
 
 
 def main() -> None:
