@@ -176,9 +176,9 @@ def test_identities(ids: list[str], args) -> set[str]:
 def options_signature(args, source: str) -> str:
     """A short hash of everything that decides the clips of `source`."""
     keys = ('image_shape', 'increase', 'min_frames', 'max_frames', 'min_size', 'track', 'smooth', 'edge', 'format',
-            'detector', 'stride', 'detect_size', 'iou', 'iou_with_initial', 'max_missed', 'cut_threshold', 'preset')
+            'detector', 'stride', 'detect_size', 'iou', 'iou_with_initial', 'max_missed', 'cut_threshold')
     stat = os.stat(source)
-    values = [[k, getattr(args, k)] for k in keys]
+    values = [[k, getattr(args, k)] for k in keys] + ([['preset', args.preset]] if args.preset else [])
     values[keys.index('detector')][1] += '+retry' if args.detector == 'hog' else ''   # 'hog' looked once before
     blob = json.dumps(values + [stat.st_size, int(stat.st_mtime)], default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
