@@ -10,6 +10,11 @@ reconstruction/png/<video>.png). Videos match by name with their extensions remo
 frames at 256x256; AKD = mean Euclidean landmark distance in pixels; AED = pose-evaluation's
 cmp.py (mean absolute difference of identity embeddings), with the FOMM paper's Euclidean form
 beside it as aed_euclidean. See docs/faces.md for what differs from the papers' models.
+
+`--kind body` scores bodies instead (bodies/metrics.py, docs/bodies.md): AKD (mean absolute
+coordinate difference over the 18 pose keypoints found in both frames) and MKR (share of the
+real frame's keypoints missing in the generated one), as pose-evaluation's cmp_with_missing.py;
+AED from a person re-identification model given with --reid_model, else "not computed".
 """
 from __future__ import annotations
 
@@ -77,20 +82,30 @@ def read_video(path: str, frame_height: int) -> np.ndarray:
 
 
 def evaluate(real_dir: str, fake_dir: str, backend_name: str = 'auto', device: str = 'cpu',
-             frame_size: int = 0, identity: bool = True) -> dict:
+             frame_size: int = 0, identity: bool = True, kind: str = 'face', reid_model: str | None = None) -> dict:
     real, fake = list_media(real_dir), list_media(fake_dir)
     common = sorted(set(real) & set(fake))
     if not common:
         raise EvaluateError(f'no video of {fake_dir!r} matches one of {real_dir!r} by name '
                             f'(e.g. {next(iter(real))!r} vs {next(iter(fake))!r})')
-    metrics = FaceMetrics(load_backend(backend_name, device), identity=identity)
+    if kind == 'body':      # bodies/metrics.py: AKD and MKR of the 18 pose keypoints, AED given a re-ID model
+        from bodies.metrics import make_body_metrics
+        metrics = make_body_metrics(reid_model if identity else None, device)
+    else:
+        metrics = FaceMetrics(load_backend(backend_name, device), identity=identity)
     notes = []
     from tqdm import tqdm
     for name in tqdm(common, desc='evaluate', unit='video', disable=None, leave=False):
         a, b = read_video(real[name], frame_size), read_video(fake[name], frame_size)
         if len(a) != len(b):
             notes.append(f'{name}: {len(a)} real and {len(b)} generated frames; scored the first {min(len(a), len(b))}')
-        metrics.score_video(name, a, b)
+        row = metrics.score_video(name, a, b)
+        if kind == 'body' and row['mkr'] is None:
+            notes.append(f'{name}: no person found in its real frames; not scored')
+    if kind == 'body' and metrics.total.summary()['mkr'] is None:
+        from bodies.backend import NoBodyError
+        raise NoBodyError(f'no person found in any frame of the real videos in {real_dir!r} ({metrics.describe()}): '
+                          'nothing to score')
     unmatched = sorted(set(real) ^ set(fake))
     if unmatched:
         notes.append(f'{len(unmatched)} video(s) without a match, not scored: {", ".join(unmatched[:5])}')
@@ -111,15 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--device', default='cpu', help='torch device of the face-alignment backend')
     p.add_argument('--frame_size', type=int, default=0, help='frame side in strips (default: the strip height)')
     p.add_argument('--no_identity', action='store_true', help='skip AED (the identity network is the slow part)')
+    p.add_argument('--kind', choices=('face', 'body'), default='face',
+                   help='face: AKD, AED, missing faces; body: AKD, MKR (18 pose keypoints), AED with --reid_model')
+    p.add_argument('--reid_model', default=None, metavar='FILE',
+                   help='--kind body: person re-identification weights for AED (ft_net ResNet-50, see docs/bodies.md)')
     args = p.parse_args(argv)
+    from bodies.backend import BodyModelError, NoBodyError
     try:
         scores = evaluate(args.real, args.fake, args.face_backend, args.device, args.frame_size,
-                          identity=not args.no_identity)
-    except (EvaluateError, FaceModelError, MediaError) as err:
+                          identity=not args.no_identity, kind=args.kind, reid_model=args.reid_model)
+    except (EvaluateError, FaceModelError, MediaError, BodyModelError, NoBodyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     for line in scores['notes']:
         print(f'note: {line}', file=sys.stderr)
+    if args.kind == 'body':
+        from bodies.metrics import table_lines
+        print('\n'.join(table_lines(scores)))
+        return write_scores(args.out, scores)
     print(f"{'video':40s} {'frames':>6s} {'AKD':>8s} {'AED':>8s} {'AED-L2':>8s} {'missing':>8s}")
     for name, row in scores['per_video'].items():
         print(f"{name[:40]:40s} {row['frames']:6d} {fmt(row['akd'], 3):>8s} {fmt(row['aed']):>8s} "
@@ -128,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{fmt(scores['aed_euclidean']):>8s} {fmt(scores['missing_face'], 3):>8s}")
     print(f"face backend: {scores['face_backend']}; AKD in pixels at 256x256; AED = pose-evaluation's mean |difference| "
           f"of embeddings, AED-L2 = the FOMM paper's Euclidean distance")
-    if args.out:
-        with atomic_path(args.out) as tmp, open(tmp, 'w') as f:
+    return write_scores(args.out, scores)
+
+
+def write_scores(path: str | None, scores: dict) -> int:
+    if path:
+        with atomic_path(path) as tmp, open(tmp, 'w') as f:
             json.dump(scores, f, indent=2)
     return 0
 

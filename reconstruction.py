@@ -7,7 +7,10 @@ also use its background motion, as TPSMM's evaluation does. Written to <log_dir>
   <video><format>      visualisation video (source, driving, prediction, motion, occlusion)
   metrics.json         L1 per video and overall (mean over all frames, as the references
                        print); for faces AKD, AED and the missing-face share per video and
-                       overall, with the face backend named (faces/metrics.py, docs/faces.md)
+                       overall, with the face backend named (faces/metrics.py, docs/faces.md);
+                       for bodies (Tai-Chi, TED, fashion, or reconstruction_params.metrics_kind:
+                       body) AKD, MKR and, given reconstruction_params.reid_model, AED
+                       (bodies/metrics.py, docs/bodies.md)
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from tqdm import tqdm
 
 from animate import Animator, required_networks, to_uint8, video_stem
 from media.files import atomic_path
+from bodies.metrics import body_fields, metrics_kind
 from logger import Visualizer
 from loading.checkpoint import load_models
 from media import VideoWriter, write_image
@@ -42,6 +46,21 @@ def make_face_metrics(config: dict, device: torch.device, backend: str = 'auto')
     except FaceModelError as e:
         log.warning('face metrics (AKD, AED) skipped: %s', e)
         return None, f'skipped: {e}'
+
+
+def make_body_metrics(config: dict, device: torch.device):
+    """(BodyMetrics or None, note) for a body data set; a body backend or re-ID file that does
+    not load is said and skipped."""
+    from bodies import BodyModelError
+    from bodies.metrics import make_body_metrics as make
+    try:
+        metrics = make((config.get('reconstruction_params') or {}).get('reid_model'), str(device), say=log.info)
+    except BodyModelError as e:
+        log.warning('body metrics (AKD, MKR) skipped: %s', e)
+        return None, f'skipped: {e}'
+    if metrics.reid is None:
+        log.info('%s (reconstruction_params.reid_model)', metrics.summary()['aed_note'].split(' (')[0])
+    return metrics, None
 
 
 def face_fields(faces, note: str | None) -> dict:
@@ -69,7 +88,10 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
     os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     animator = Animator(config, models, device)
     visualizer = Visualizer(**(config.get('visualizer_params') or {}))
-    faces, faces_note = make_face_metrics(config, animator.device, face_backend) if akd else (None, 'off')
+    kind = metrics_kind(config)
+    faces, faces_note = make_face_metrics(config, animator.device, face_backend) if akd and kind == 'face' \
+        else (None, 'off')
+    bodies, bodies_note = make_body_metrics(config, animator.device) if akd and kind == 'body' else (None, 'off')
     per_video, frame_l1, baseline_l1 = {}, [], []
     count = len(dataset) if num_videos is None else min(num_videos, len(dataset))
     for index in tqdm(range(count), desc='reconstruction'):
@@ -102,6 +124,8 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                          faces_note)
             else:
                 faces.score_video(item['name'], real, predictions)
+        if bodies is not None:
+            bodies.score_video(item['name'], video.permute(0, 2, 3, 1).cpu().numpy(), predictions)
         name = video_stem(item['name'])
         with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
             write_image(tmp, to_uint8(np.concatenate(list(predictions), axis=1)))
@@ -116,12 +140,15 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                'l1_per_video': per_video,
                'num_videos': len(per_video), 'num_frames': len(frame_l1),
                'background_motion': background,
-               **face_fields(faces, faces_note)}
+               **(face_fields(faces, faces_note) if kind == 'face' else body_fields(bodies, bodies_note))}
     with atomic_path(os.path.join(out_dir, 'metrics.json')) as tmp:
         with open(tmp, 'w') as f:
             json.dump(metrics, f, indent=2)
     print(f"Reconstruction L1: {metrics['l1']:.5f} (copy-the-source baseline "
           f"{metrics['l1_copy_source_baseline']:.5f}) over {len(per_video)} videos ({len(frame_l1)} frames)"
           + (f"; AKD {metrics['akd']:.3f} px, AED {metrics['aed']:.4f} ({metrics['face_backend']})"
-             if metrics['akd'] is not None and metrics['aed'] is not None else '') + f'; written to {out_dir}')
+             if metrics['akd'] is not None and metrics['aed'] is not None and 'face_backend' in metrics else '')
+          + (f"; AKD {'-' if metrics['akd'] is None else format(metrics['akd'], '.3f')} px, "
+             f"MKR {metrics['mkr']:.4f} ({metrics['body_backend']})"
+             if metrics.get('mkr') is not None else '') + f'; written to {out_dir}')
     return metrics

@@ -6,6 +6,7 @@ does not grow with the video.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -89,13 +90,14 @@ def retry_sizes(longer: int, detect_size: int, backend: FaceBackend, min_face: f
     ~40 px; a 1920x1080 photo at 1024: [2048, 3840]; a 410 px frame: [820]."""
     base = longer if detect_size <= 0 else min(longer, detect_size)
     sizes: list[int] = []
-    smallest = backend.smallest_face * longer / base       # full-size px of the smallest face found
-    for scale in backend.retry_scales:
+    smallest_face = getattr(backend, 'smallest_face', 0)     # (body backends have neither)
+    smallest = smallest_face * longer / base       # full-size px of the smallest face found
+    for scale in getattr(backend, 'retry_scales', ()):
         size = min(base * scale, 2 * longer)
         if size <= (sizes[-1] if sizes else base) or smallest <= min_face:
             break
         sizes.append(size)
-        smallest = backend.smallest_face * longer / size
+        smallest = smallest_face * longer / size
     return sizes
 
 
@@ -110,7 +112,7 @@ def detect_with_retry(backend: FaceBackend, frames: Sequence[np.ndarray], detect
     smalls = [shrink_for_detection(f, detect_size) for f in frames]
     found = backend.detect_batch([small for small, _ in smalls])
     out = [[_scaled(face, factor) for face in faces] for faces, (_, factor) in zip(found, smalls)]
-    if backend.retry_scales:
+    if getattr(backend, 'retry_scales', ()):
         longer = max(frames[0].shape[:2])
         for i in (i for i, faces in enumerate(out) if not faces):
             for size in retry_sizes(longer, detect_size, backend, min_face):
@@ -121,8 +123,10 @@ def detect_with_retry(backend: FaceBackend, frames: Sequence[np.ndarray], detect
     return out
 
 
-def _scaled(face: Face, factor: float) -> Face:
-    return Face(face.box * factor, face.score, face.landmarks)
+def _scaled(found: Face, factor: float) -> Face:
+    """The detection with its box in full-size pixels (a Face, or a body backend's Body: only the
+    box is read from a scan)."""
+    return dataclasses.replace(found, box=found.box * factor)
 
 
 def scan_video(frames: Iterable[np.ndarray], backend: FaceBackend, *, stride: int = 1, batch_size: int = 8,

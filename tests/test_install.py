@@ -21,7 +21,7 @@ def test_importable_from_any_folder(tmp_path):
 
 def test_commands_are_installed(tmp_path):
     for command in ('kpanim-demo', 'kpanim-app', 'kpanim-run', 'kpanim-crop-video', 'kpanim-evaluate',
-                    'kpanim-synthetic-data'):
+                    'kpanim-synthetic-data', 'kpanim-prepare-dataset'):
         assert (BIN / command).is_file(), f'{command}: {HINT}'
     done = subprocess.run([str(BIN / 'kpanim-demo'), '--help'], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
