@@ -102,11 +102,12 @@ def ranking(frames: np.ndarray, step: int) -> None:
         jitter.append(np.roll(f, (dy, dx), axis=(0, 1)))
     metrics = FaceMetrics(load_backend('auto', say=lambda m: None))
     print(f'AKD / AED on {len(real)} frames of the real clip (every {step}th), {metrics.describe()}:')
-    print(f"  {'fake':28s} {'AKD px':>8s} {'AED':>8s} {'AED-L2':>8s} {'missing':>8s}")
+    print(f"  {'fake':28s} {'AKD px':>8s} {'AKD-L2':>8s} {'AED':>8s} {'AED-L2':>8s} {'missing':>8s}")
     for name, fake in (('the clip itself', real), ('small jitter (1-3 px)', np.stack(jitter)),
                        ('first frame held still', np.repeat(real[:1], len(real), axis=0))):
         s = metrics.score_video(name, real, fake)
-        print(f"  {name:28s} {s['akd']:8.3f} {s['aed']:8.4f} {s['aed_euclidean']:8.4f} {s['missing_face']:8.3f}")
+        print(f"  {name:28s} {s['akd']:8.3f} {s['akd_euclidean']:8.3f} {s['aed']:8.4f} {s['aed_l2']:8.4f} "
+              f"{s['missing_face']:8.3f}")
 
 
 def small_faces(native: np.ndarray, repeats: int, count: int = 8) -> None:

@@ -27,6 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from faces.metrics import PROTOCOL_SIZE, protocol_frame
+from scoring import Column
 
 from .backend import BodyBackend
 
@@ -74,7 +75,8 @@ class BodyScores:
             if value is not None:
                 values.append(value)
         if real.embedding is not None and fake.embedding is not None:
-            self.aed.append(float(np.abs(real.embedding - fake.embedding).mean()))
+            # pose-evaluation's cmp.py, as for faces: the squared L2 distance of the embeddings
+            self.aed.append(float(np.sum(np.abs(real.embedding - fake.embedding) ** 2)))
 
     def add(self, other: 'BodyScores') -> None:
         self.akd += other.akd
@@ -85,7 +87,10 @@ class BodyScores:
     def summary(self) -> dict:
         def mean(values):
             return float(np.mean(values)) if values else None
+        def missing(values):      # share of frames the metric could not score
+            return 1 - len(values) / self.frames if self.frames else None
         return {'akd': mean(self.akd), 'mkr': mean(self.mkr), 'aed': mean(self.aed),
+                'akd_missing': missing(self.akd), 'mkr_missing': missing(self.mkr), 'aed_missing': missing(self.aed),
                 'frames': self.frames, 'frames_scored': len(self.akd)}
 
 
@@ -165,20 +170,18 @@ def body_fields(metrics: BodyMetrics | None, note: str | None) -> dict:
     return {**summary, 'body_per_video': per_video, 'body_metrics_note': None}
 
 
-def _fmt(value, digits: int) -> str:
-    return '-' if value is None else f'{value:.{digits}f}'
+def body_columns() -> list[Column]:
+    """evaluate.py's and reconstruction's body columns, each with its missing share."""
+    return [Column('akd', 'AKD', 3, 'akd_missing'), Column('mkr', 'MKR', 4, 'mkr_missing'),
+            Column('aed', 'AED', 4, 'aed_missing')]
 
 
-def table_lines(scores: dict) -> list[str]:
-    """evaluate.py's table for bodies: a row per video and an overall row."""
-    lines = [f"{'video':40s} {'frames':>6s} {'AKD':>8s} {'MKR':>8s} {'AED':>8s}"]
-    rows = list(scores['per_video'].items()) + [('overall', scores)]
-    for name, row in rows:
-        lines.append(f"{name[:40]:40s} {row['frames']:6d} {_fmt(row['akd'], 3):>8s} {_fmt(row['mkr'], 4):>8s} "
-                     f"{_fmt(row['aed'], 4):>8s}")
-    lines.append(f"body backend: {scores['body_backend']}; AKD = mean |coordinate difference| in pixels at 256x256 "
-                 f"over keypoints found in both frames, MKR = share of the real frame's keypoints missing in the "
-                 f"generated one (pose-evaluation's cmp_with_missing.py)")
+def body_legend(scores: dict) -> list[str]:
+    """What the body columns mean, under evaluate.py's table."""
+    lines = [f"body backend: {scores['body_backend']}. AKD: mean |coordinate difference| in pixels at 256x256 "
+             f"over the keypoints found in both frames; MKR: share of the real frame's keypoints missing in the "
+             f"generated one (pose-evaluation's cmp_with_missing.py); AED: cmp.py, squared L2 distance of "
+             f"re-identification embeddings. (x%): share of frames the metric could not score."]
     if scores.get('aed_note'):
         lines.append(scores['aed_note'])
     return lines

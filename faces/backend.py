@@ -108,6 +108,24 @@ class FaceBackend:
             face.landmarks = self.landmarks(frame, face.box)
         return found
 
+    def first_face(self, frame: np.ndarray) -> Face | None:
+        """The detector's most confident face of one frame, with landmarks, or None: what
+        pose-evaluation's extract.py scores (`get_landmarks(frame)[0]`, whose detector returns
+        its faces by score)."""
+        frame = as_uint8(frame)
+        found = self.detect_batch([frame])[0]
+        if not found:
+            return None
+        face = max(found, key=lambda f: f.score)         # the first of equal scores
+        face.landmarks = self.landmarks(frame, face.box)
+        return face
+
+    def best_frame_landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        """(68, 2) landmarks of one face of `image` for find_best_frame, or None: the largest
+        face (the face-alignment backend does as the references' find_best_frame instead)."""
+        face = self.largest_face(image)
+        return None if face is None else face.landmarks
+
     def largest_face(self, frame: np.ndarray) -> Face | None:
         """The largest face of one frame with landmarks, or None."""
         frame = as_uint8(frame)
@@ -121,15 +139,17 @@ class FaceBackend:
 
 
 def landmark_function(backend: FaceBackend) -> Callable[[np.ndarray], 'np.ndarray | None']:
-    """image (H, W, 3) -> (68, 2) landmarks of its largest face, or None (for find_best_frame)."""
+    """image (H, W, 3), float in [0, 1] or uint8 -> (68, 2) landmarks of one face, or None
+    (for find_best_frame): `backend.best_frame_landmarks`."""
     def landmarks(image: np.ndarray):
         from media import resize_frame
         factor = 1.0
-        if max(image.shape[:2]) < 256:        # HOG finds no face under ~80 px: look at small frames enlarged
+        if backend.name == 'dlib' and max(image.shape[:2]) < 256:
+            # HOG finds no face under ~80 px: look at small frames enlarged
             factor = 256 / max(image.shape[:2])
             image = resize_frame(image, (round(image.shape[0] * factor), round(image.shape[1] * factor)))
-        face = backend.largest_face(image)
-        return None if face is None else face.landmarks / factor
+        found = backend.best_frame_landmarks(image)
+        return None if found is None else found / factor
     return landmarks
 
 
@@ -264,18 +284,47 @@ class FaceAlignmentBackend(FaceBackend):
 
     def detect_batch(self, frames):
         import torch
-        batch = np.stack([as_uint8(f) for f in frames])[..., ::-1]          # SFD takes BGR
-        tensor = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+        # RGB, as the references hand their frames over: face-alignment >= 1.3 reorders the batch
+        # to BGR itself (sfd's batch_detect), so SFD sees BGR, as it was trained and as the
+        # references' detector saw it (face-alignment 1.0 reordered before detect_from_image, and
+        # crop-video.py reordered by hand for it). (B, 3, H, W) float in 0..255.
+        batch = np.stack([as_uint8(f) for f in frames])
+        tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             found = self._fa.face_detector.detect_from_batch(tensor)
         return [[Face(np.asarray(d[:4], dtype=np.float64), float(d[4])) for d in per] for per in found]
 
     def landmarks(self, frame, box):
+        self._fa.flip_input = False
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             found = self._fa.get_landmarks_from_image(as_uint8(frame), detected_faces=[list(box) + [1.0]])
         return np.asarray(found[0], dtype=np.float64)[:, :2]
+
+    def _first(self, image: np.ndarray, flip: bool) -> Face | None:
+        """`get_landmarks(image)[0]` with face-alignment's own detection, as the references call
+        it, with `flip_input` as given (an attribute face-alignment reads on every call)."""
+        self._fa.flip_input = flip
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            landmarks, _, boxes = self._fa.get_landmarks_from_image(image, return_bboxes=True)
+        if not landmarks:
+            return None
+        box = np.asarray(boxes[0], dtype=np.float64)
+        return Face(box[:4], float(box[4]) if len(box) > 4 else 1.0,
+                    np.asarray(landmarks[0], dtype=np.float64)[:, :2])
+
+    def first_face(self, frame):
+        # pose-evaluation's extract.py: uint8 RGB frame, flip_input=False
+        return self._first(as_uint8(frame), flip=False)
+
+    def best_frame_landmarks(self, image):
+        # both references' find_best_frame: get_landmarks(255 * image)[0] with flip_input=True on
+        # the float RGB frame (face-alignment's crop then truncates it to uint8 for FAN)
+        image = np.asarray(image)[..., :3]
+        face = self._first(image * 255.0 if image.dtype.kind == 'f' else image, flip=True)
+        return None if face is None else face.landmarks
 
     def embed(self, frame, landmarks):
         if self._descriptor is None:

@@ -119,8 +119,9 @@ def test_evaluate_kind_body_table_and_aed_not_computed(man256, tmp_path, capsys)
                           '--out', str(tmp_path / 's.json')]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ['video', 'frames', 'AKD', 'MKR', 'AED']
-    assert lines[2].split()[:5] == ['overall', '3', '-', '1.0000', '-']
+    assert lines[0].split() == ['video', 'frames', 'L1', 'AKD', 'MKR', 'AED']
+    overall = lines[2].split()    # overall, frames, L1, then each metric as `value (missing share)`
+    assert overall[:2] == ['overall', '3'] and overall[3:9] == ['-', '(100.0%)', '1.0000', '(0.0%)', '-', '(100.0%)']
     assert sum('not computed' in line for line in lines) == 1
     scores = json.loads((tmp_path / 's.json').read_text())
     assert scores['mkr'] == 1.0 and scores['aed'] is None and 'BlazePose' in scores['body_backend']
