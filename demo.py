@@ -72,6 +72,9 @@ Faces (docs/faces.md)
                           offline; docs/bodies.md) and follows the driving person instead of faces.
   --face_backend B        auto (default: face-alignment when its model loads, else dlib, offline)
                           | face-alignment | dlib: faces for --crop and --find_best_frame.
+  --detector D            dlib's face detector for --crop: hog (default; frames without a face are
+                          looked at again at 2x and 4x size, for faces down to ~40 px) | hog-once
+                          (one pass, faster) | mmod (CNN, seconds a frame on a CPU).
 
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
@@ -135,7 +138,7 @@ if ROOT not in sys.path:
 
 from loading.checkpoint import CheckpointError  # noqa: E402
 from bodies.backend import BodyModelError, NoBodyError  # noqa: E402
-from faces.backend import FaceModelError, NoFaceError  # noqa: E402
+from faces.backend import DETECTOR_CHOICES, DETECTOR_HELP, FaceModelError, NoFaceError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from media import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
 from animation import DemoError, find_best_frame, load_landmark_detector, normalize_landmarks, one_line  # noqa: E402,F401
@@ -194,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='--crop: face or whole person (auto: body for Tai-Chi/TED/fashion configs)')
     fa.add_argument('--face_backend', choices=('auto', 'face-alignment', 'dlib'), default='auto',
                     help='faces for --crop and --find_best_frame (auto: face-alignment if it loads, else dlib)')
+    fa.add_argument('--detector', choices=DETECTOR_CHOICES, default='hog', help=DETECTOR_HELP)
     co = p.add_argument_group('compute')
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
@@ -532,7 +536,8 @@ def crop_inputs(args: argparse.Namespace, img_shape, device, config: dict | None
     if increase < 0:
         raise DemoError(f'--crop_increase {increase}: must be >= 0')
     result_size = parse_shape(args.result_size, '--result_size') if args.result_size else None
-    backend = load_backend(use_tiles=True) if target == 'body' else load_backend(args.face_backend, str(device))
+    backend = (load_backend(use_tiles=True) if target == 'body'
+               else load_backend(args.face_backend, str(device), detector=args.detector))
     photo = load_image(args.source_image)
     crop = crop_photo(photo, backend, increase, f'the source image {args.source_image!r}')
     reader = VideoReader(args.driving_video, strict=True)
