@@ -2,13 +2,14 @@
 
     python crop_video.py --inp raw/ --out data/my-faces [--image_shape 256,256] [--increase 0.1]
         [--min_frames 64] [--min_size 256] [--stride 5] [--track fixed|smooth] [--format mp4|png]
-        [--test_ids alice,bob | --test_fraction 0.2] [--id_regex '^(?P<id>[^_]+)_']
+        [--test_ids alice,bob | --test_fraction 0.2] [--id_regex '^(?P<id>[^_]+)_'] [--preset fomm]
 
 Any size, frame rate and length; several faces; cuts. For every video:
 
 1. One decode: shot cuts on every frame (colour histograms), faces on every `--stride`-th frame
    of each shot and on its last frame, in batches of `--batch_size` (frames shrunk to
-   `--detect_size` for the detector).
+   `--detect_size` for the detector; with `--detector hog`, the default, a frame without a face is
+   looked at again at 2x and 4x that size, unless only faces under `--min_size` could be found).
 2. Detections are linked into tubes by IoU (`--iou`); a tube ends at a cut or when its face is not
    found (`--max_missed` detection frames in a row); with a fixed box also when the face has left
    its first box (IoU below `--iou_with_initial`, FOMM's rule). Tubes shorter than `--min_frames`
@@ -28,6 +29,10 @@ cut can be reproduced; OUT/skipped.csv lists dropped tubes and videos without a 
 reason. Writes are atomic; a re-run skips videos already done with the same options, and clips
 already written. The result trains with `run.py` unchanged (dataset_params.root_dir: OUT).
 Face backend: `--face_backend auto|face-alignment|dlib` (see docs/faces.md).
+
+`--preset fomm`: FOMM's crop-video.py's rules instead (every frame; a tube follows its first box
+and ends on the first frame without its face; cuts not seen; kept when end - start > 150, written
+from start to end - 1 as its ffmpeg command cuts; any face size; the box cut at the frame edge).
 
 `--target body` cuts clips of whole persons instead (Tai-Chi-style data sets), with the person
 tubes of video-preprocessing's crop_taichi.py (bodies/tubes.py, docs/bodies.md): persons found by
@@ -59,8 +64,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bodies.backend import BodyModelError  # noqa: E402
-from faces.backend import BACKEND_CHOICES, FaceModelError, load_backend  # noqa: E402
-from faces.boxes import EDGE_MODES, crop_resized, fit_box, outside_fraction, smooth_track, square_box  # noqa: E402
+from faces.backend import BACKEND_CHOICES, DETECTOR_CHOICES, DETECTOR_HELP, FaceModelError, load_backend  # noqa: E402
+from faces.boxes import (EDGE_MODES, crop_resized, fit_box, fomm_box, outside_fraction, smooth_track,  # noqa: E402
+                         square_box)
 from faces.scan import scan_video  # noqa: E402
 from faces.tubes import Tube  # noqa: E402
 from media.files import Terminated, atomic_path, overwritten_input, sigterm_as_interrupt  # noqa: E402
@@ -71,6 +77,12 @@ MANIFEST_FIELDS = ('name', 'partition', 'id', 'source', 'start_frame', 'end_fram
                    'fps', 'source_width', 'source_height', 'x0', 'y0', 'x1', 'y1', 'outside', 'track', 'edge',
                    'face_backend', 'options')
 SKIPPED_FIELDS = ('source', 'start_frame', 'end_frame', 'reason', 'options')
+# --preset fomm: FOMM's crop-video.py (first-order-model). It keeps a tube when end - start > 150
+# (its --min_frames 150; at least 152 frames with a face) and its ffmpeg command (-ss start/fps
+# -t (end - start)/fps) cuts frames start..end-1: clips of at least 151 frames. It looks at every
+# frame, shrunk to 640 px, keeps faces of any size and clips the box at the frame edge.
+FOMM_PRESET = {'min_frames': 151, 'max_frames': 0, 'min_size': 0, 'increase': 0.1, 'track': 'fixed', 'edge': 'clip',
+               'stride': 1, 'detect_size': 640, 'iou_with_initial': 0.25, 'max_missed': 0}
 
 
 class CropError(Exception):
@@ -91,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--inp', nargs='+', required=True, metavar='PATH', help='video files and/or folders of them')
     p.add_argument('--out', required=True, help='output data set folder (train/, test/, manifest.csv)')
+    p.add_argument('--preset', choices=('fomm',), default=None,
+                   help="fomm: FOMM crop-video.py's rules (every frame, a tube follows its first box, clips of at "
+                        "least 151 frames, any face size, the box cut at the frame edge); options given beside "
+                        "it override its defaults")
     p.add_argument('--image_shape', type=parse_shape, default=(256, 256), metavar='H,W', help='clip size (256,256)')
     p.add_argument('--target', choices=('face', 'body'), default='face',
                    help='face clips (default) or whole-person clips (crop_taichi.py rules, docs/bodies.md)')
@@ -112,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--id_regex', default=None, help="regex on the file name; group 'id' (or 1) is the identity")
     d = p.add_argument_group('detection')
     d.add_argument('--face_backend', choices=BACKEND_CHOICES, default='auto')
-    d.add_argument('--detector', choices=('hog', 'mmod'), default='hog', help='dlib detector (hog: fast; mmod: CNN)')
+    d.add_argument('--detector', choices=DETECTOR_CHOICES, default='hog', help=DETECTOR_HELP)
     d.add_argument('--device', default='cpu', help='torch device of the face-alignment backend')
     d.add_argument('--stride', type=int, default=5, help='detect faces on every N-th frame (5)')
     d.add_argument('--batch_size', type=int, default=16, help='frames per detector call (16)')
@@ -186,7 +202,10 @@ def options_signature(args, source: str) -> str:
     if args.target == 'body':       # (face signatures stay as they were: re-runs skip finished videos)
         keys += ('target', 'min_person', 'no_tiles', 'camera_motion')
     stat = os.stat(source)
-    blob = json.dumps([[k, getattr(args, k)] for k in keys] + [stat.st_size, int(stat.st_mtime)], default=str)
+    values = [[k, getattr(args, k)] for k in keys] + ([['preset', args.preset]] if args.preset else [])
+    if args.target == 'face' and args.detector == 'hog':
+        values[keys.index('detector')][1] += '+retry'       # 'hog' looked once before
+    blob = json.dumps(values + [stat.st_size, int(stat.st_mtime)], default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -207,16 +226,24 @@ class Clip:
         return np.concatenate([self.boxes[:, :2].min(axis=0), self.boxes[:, 2:].max(axis=0)])
 
 
-def split_long(tube: Tube, max_frames: int) -> list[tuple[int, int]]:
-    if max_frames <= 0 or tube.num_frames <= max_frames:
-        return [(tube.start, tube.end)]
-    return [(s, min(s + max_frames - 1, tube.end)) for s in range(tube.start, tube.end + 1, max_frames)]
+def split_long(first: int, last: int, max_frames: int) -> list[tuple[int, int]]:
+    if max_frames <= 0 or last - first + 1 <= max_frames:
+        return [(first, last)]
+    return [(s, min(s + max_frames - 1, last)) for s in range(first, last + 1, max_frames)]
+
+
+def clip_range(tube: Tube, args) -> tuple[int, int]:
+    """First and last frame (inclusive) written for a tube: all of it, or with --preset fomm the
+    frames crop-video's ffmpeg command cuts (its last frame left out)."""
+    return (tube.start, tube.end - 1) if args.preset == 'fomm' else (tube.start, tube.end)
 
 
 def crop_boxes(tube: Tube, start: int, end: int, width: int, height: int, fps: float, args) -> np.ndarray:
     """(end - start + 1, 4) integer crop boxes for frames start..end of a tube."""
     if args.target == 'body':       # crop_taichi: the box fixed when the tube began (bodies/tubes.py)
         return np.repeat(fit_box(tube.region, width, height, args.edge)[None], end - start + 1, axis=0)
+    if args.preset == 'fomm':
+        return np.repeat(fomm_box(tube.union(), args.increase, width, height)[None], end - start + 1, axis=0)
     if args.track == 'fixed':
         box = fit_box(square_box(tube.union(), args.increase), width, height, args.edge)
         return np.repeat(box[None], end - start + 1, axis=0)
@@ -234,14 +261,15 @@ def plan_clips(tubes: list[Tube], width: int, height: int, fps: float, prefix: s
     for tube in tubes:
         union = tube.union()
         size = max(union[2] - union[0], union[3] - union[1])
-        if tube.num_frames < args.min_frames:
-            dropped.append((tube.start, tube.end, f'{tube.num_frames} frames < --min_frames {args.min_frames}'))
+        first, last = clip_range(tube, args)
+        if last - first + 1 < args.min_frames:
+            dropped.append((tube.start, tube.end, f'{last - first + 1} frames < --min_frames {args.min_frames}'))
             continue
         if size < args.min_size:
             what = 'face' if args.target == 'face' else 'person box'
             dropped.append((tube.start, tube.end, f'{what} {size:.0f} px < --min_size {args.min_size}'))
             continue
-        for start, end in split_long(tube, args.max_frames):
+        for start, end in split_long(first, last, args.max_frames):
             if end - start + 1 < args.min_frames:
                 dropped.append((start, end, f'{end - start + 1} frames (tail of a split) < --min_frames'))
                 continue
@@ -353,13 +381,14 @@ def process_video(source: str, backend, partition: str, ident: str, video: str, 
         frames = CameraMotion(reader, args.camera_motion)
     with progress(reader.estimated_num_frames, f'scan {name}', args.quiet) as bar:
         scan = scan_video(frames, backend, stride=args.stride, batch_size=args.batch_size,
-                          detect_size=args.detect_size, cut_threshold=args.cut_threshold,
+                          detect_size=args.detect_size, cut_threshold=args.cut_threshold, min_face=args.min_size,
                           on_frame=lambda: bar.update(1))
     if args.target == 'body':
         from bodies.tubes import person_tubes
         tubes = person_tubes(scan, args.increase, frames.moving)
     else:
-        tubes = scan.tubes(args.iou, args.iou_with_initial if args.track == 'fixed' else None, args.max_missed)
+        tubes = scan.tubes(args.iou, args.iou_with_initial if args.track == 'fixed' else None, args.max_missed,
+                           rule='fomm' if args.preset == 'fomm' else 'ours')
     clips, dropped = plan_clips(tubes, scan.width, scan.height, reader.fps, f'{ident}#{video}', partition, args)
     skipped = [{'source': source, 'start_frame': s, 'end_frame': e, 'reason': why, 'options': signature}
                for s, e, why in dropped]
@@ -415,6 +444,9 @@ def check_args(args) -> None:
             raise CropError(f'--{name} {getattr(args, name)}: must be at least 1')
     if args.increase < 0 or not 0 <= args.test_fraction < 1:
         raise CropError('--increase must be >= 0 and --test_fraction in [0, 1)')
+    if args.preset == 'fomm' and (args.target, args.track, args.edge, args.max_missed) != ('face', 'fixed', 'clip', 0):
+        raise CropError("--preset fomm follows crop-video.py's rules: one box per tube cut at the frame edge, a tube "
+                        'ends on the first frame without its face; drop --target, --track, --edge and --max_missed')
     if args.id_regex:
         try:
             re.compile(args.id_regex)
@@ -472,8 +504,18 @@ def iter_progress(items: list[str], quiet: bool) -> Iterator[str]:
     yield from tqdm(items, desc='videos', unit='video', disable=True if quiet or len(items) < 2 else None)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; --preset sets its defaults first, so options given beside it win."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset == 'fomm':
+        parser.set_defaults(**FOMM_PRESET)
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter('always', MediaWarning)
         warnings.showwarning = lambda message, *a, **k: print(f'note: {message}', file=sys.stderr)

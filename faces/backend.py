@@ -33,6 +33,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 BACKEND_CHOICES = ('auto', 'face-alignment', 'dlib')
+# dlib's detectors. 'hog' looks again, at twice and four times the size, at frames where it found
+# no face (HOG's window is 80 px: one pass misses the 55-70 px faces of a 720p talk);
+# 'hog-once' is one pass (the fastest); 'mmod' is dlib's CNN (seconds a frame on a CPU).
+DETECTOR_CHOICES = ('hog', 'hog-once', 'mmod')
+DETECTOR_HELP = ("dlib's face detector: hog (default: frames without a face are looked at again at 2x and 4x "
+                 "size, for faces down to ~40 px) | hog-once (one pass: faster, misses faces under ~80 px at "
+                 "the detection size) | mmod (CNN, seconds a frame on a CPU); face-alignment uses its SFD")
 FACE_ALIGNMENT_FILES = ('s3fd-619a316812.pth', '2DFAN4-11f355bf06.pth.tar')   # face-alignment 1.4/1.5
 IBUG_LICENCE = ('the dlib 68-point landmark model was trained on iBUG 300-W, whose licence excludes '
                 'commercial use')
@@ -76,6 +83,10 @@ class FaceBackend:
 
     name = 'base'
     description = ''
+    # Frames without a face are looked at again enlarged by these factors (in turn, up to the
+    # first that finds one); see faces.scan.detect_with_retry.
+    retry_scales: tuple[int, ...] = ()
+    smallest_face = 20     # px at the detection size: about the smallest face the detector finds
 
     def detect_batch(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces (box and score, no landmarks) of each frame; frames of one batch share a size."""
@@ -169,8 +180,8 @@ class DlibBackend(FaceBackend):
             import dlib
         except ImportError:
             raise FaceModelError('the dlib face backend needs the dlib-bin package (pip install dlib-bin)') from None
-        if detector not in ('hog', 'mmod'):
-            raise ValueError(f"detector must be 'hog' or 'mmod', got {detector!r}")
+        if detector not in DETECTOR_CHOICES:
+            raise FaceModelError(f'--detector {detector!r}: choose one of {", ".join(DETECTOR_CHOICES)}')
         models = dlib_model_dir()
         paths = {k: os.path.join(models, f) for k, f in (
             ('shape', 'shape_predictor_68_face_landmarks.dat'),
@@ -183,11 +194,13 @@ class DlibBackend(FaceBackend):
         self._dlib = dlib
         self.detector_kind = detector
         self.upsample = int(upsample)
-        self._detector = (dlib.get_frontal_face_detector() if detector == 'hog'
-                          else dlib.cnn_face_detection_model_v1(paths['mmod']))
+        self._detector = (dlib.cnn_face_detection_model_v1(paths['mmod']) if detector == 'mmod'
+                          else dlib.get_frontal_face_detector())
+        self.retry_scales = (2, 4) if detector == 'hog' else ()
+        self.smallest_face = 80          # HOG's 80x80 window (its smallest box on the sample: 73 px)
         self._shape = dlib.shape_predictor(paths['shape'])
         self._descriptor = dlib.face_recognition_model_v1(paths['descriptor'])
-        self.description = (f'dlib ({detector.upper()} detector, 68-point shape predictor, '
+        self.description = (f'dlib ({"MMOD" if detector == "mmod" else "HOG"} detector, 68-point shape predictor, '
                             f'ResNet-128 identity descriptor)')
 
     def detect_batch(self, frames):

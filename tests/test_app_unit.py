@@ -26,6 +26,7 @@ SERVED = app.ModelFiles(str(REPO_ROOT / demo.EXAMPLE_CONFIG), str(REPO_ROOT / de
      ['--mode', 'standard', '--best_frame', '7']),
     (app.AnimateOptions(reference=app.REF_BEST, audio=False), 'tps', ['--mode', 'relative', '--find_best_frame']),
     (app.AnimateOptions(audio=False, crop=True), 'tps', ['--mode', 'relative', '--crop']),
+    (app.AnimateOptions(audio=False, smooth=True), 'fomm', ['--mode', 'relative', '--smooth']),
 ])
 def test_controls_are_demo_options(options, family, argv):
     assert options.demo_argv(family) == argv
@@ -80,6 +81,38 @@ def test_session_cancel_and_close(tmp_path):
     with pytest.raises(app.gr.Error):
         with session.new_job():
             pass
+
+
+def test_live_smoothing_filters_the_stream_and_keeps_the_reference(tmp_path, monkeypatch):
+    """Live tab's "Smooth motion": off, camera frames animate as they are; on, the first frame is
+    unchanged and later ones are filtered; switching it keeps the reference frame."""
+    import itertools
+    import types
+    from PIL import Image
+    # A camera frame every 40 ms (two clock readings per frame), however slow this machine is.
+    ticks = itertools.count()
+    monkeypatch.setattr(app, 'time', types.SimpleNamespace(perf_counter=lambda: 0.02 * next(ticks)))
+    page = app.App.__new__(app.App)
+    animator = app.Models(SERVED, 'cpu').get(SERVED)
+    example = demo.example_inputs(num_frames=6)
+    source = str(tmp_path / 'source.png')
+    Image.fromarray(example.source).save(source)
+
+    def stream(smooth_each: list[bool]) -> tuple[list[np.ndarray], app.LiveState]:
+        live = app.LiveState(str(tmp_path / f'live-{len(list(tmp_path.iterdir()))}'))
+        frames = []
+        for frame, smooth in zip(example.driving, smooth_each):
+            path, _ = page.animate_live(live, animator, frame, source, False, smooth)
+            frames.append(np.asarray(Image.open(path)).astype(int))
+        return frames, live
+
+    plain, _ = stream([False] * 6)
+    smooth, live = stream([True] * 6)
+    assert np.array_equal(smooth[0], plain[0])
+    assert all(np.abs(s - p).mean() > 0.1 for s, p in zip(smooth[2:], plain[2:]))
+    switched, live = stream([False, False, False, True, True, True])
+    assert live.references == 1 and live.smooth
+    assert np.array_equal(switched[2], plain[2]) and np.abs(switched[5] - plain[5]).mean() > 0.1
 
 
 def test_page_message_of_a_checkpoint_that_does_not_fit():
