@@ -194,8 +194,8 @@ def test_crop_on_a_photo_without_a_face_is_one_page_message(tmp_path):
         writer.write(np.full((3, 64, 64, 3), 90, np.uint8))
     page = _page(tmp_path)
     with pytest.raises(app.gr.Error) as caught:
-        page.animate(str(photo), str(driving), app.SERVED, '', '', 'relative', False, app.REF_FIRST, 0, False, True,
-                     request=None, progress=lambda *a, **k: None)
+        page.animate(str(photo), str(driving), app.SERVED, '', '', 'relative', False, app.REF_FIRST, 0, False,
+                     True, False, request=None, progress=lambda *a, **k: None)     # crop on, smooth off
     assert 'no face found' in caught.value.message and 'wall.png' in caught.value.message
 
 
