@@ -1,7 +1,7 @@
 """Animation: drive a source image with a video's motion, for both families.
 
     from animate import Animator
-    from video_io import VideoReader, load_image
+    from media import VideoReader, load_image
     animator = Animator.from_files('config/fomm/vox-256.yaml', 'vox-cpk.pth.tar', device='cuda')
     source = load_image('photo.jpg')                # float32 (H, W, 3) in [0, 1]; uint8 works too
     with VideoReader('driving.mp4') as reader:      # iter_batches: float32 (B, H, W, 3) batches
@@ -16,6 +16,10 @@ source's encoder features and the movement scale are computed once per video.
 Modes: FOMM 'standard' (absolute keypoints) and 'relative' (`--relative`, optionally
 `adapt_scale`); TPSMM 'standard', 'relative' (always with adaptive scale, as its reference) and
 'avd' (keypoints re-targeted by the AVD network).
+
+`smooth` (off by default, as the references): the driving keypoints (and FOMM's jacobians) are
+smoothed over time with a causal One-Euro filter (modules/temporal_filter.py) before they are
+moved onto the source, frame by frame in frame order, so the batch size does not change the result.
 """
 from __future__ import annotations
 
@@ -27,10 +31,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
+from modules.motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (modules/quantize.py).
+# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (deploy/quantize.py).
 ALL_PRECISIONS = tuple(PRECISIONS) + ('int8',)
 MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
 
@@ -141,7 +145,7 @@ class Animator:
                  compile: bool = False, calibration_frames: int | None = None):
         """`precision` 'int8' (CPU only) quantizes the per-frame generator, calibrated on the source
         and the first `calibration_frames` driving frames of each video (default
-        modules.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see modules/quantize.py.
+        deploy.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see deploy/quantize.py.
         `compile`: torch.compile the per-frame networks (fp32/bf16/fp16)."""
         from modules.model import family_of
         self.config = config
@@ -161,7 +165,7 @@ class Animator:
         self.frame_size = frame_shape_of(config)
         self.int8 = None
         if precision == 'int8':
-            from modules.quantize import CALIBRATION_FRAMES, Int8Generator
+            from deploy.quantize import CALIBRATION_FRAMES, Int8Generator
             self.int8 = Int8Generator(config, self.models, self.family)
             self.calibration_frames = calibration_frames or CALIBRATION_FRAMES
             self.int8_fixed = False          # True once `calibrate` set one calibration for all videos
@@ -173,8 +177,9 @@ class Animator:
                    need_avd: bool = False, **options) -> 'Animator':
         """Build from a config file and a checkpoint (ours or official). Raises ConfigError or
         CheckpointError with a one-line explanation naming the file."""
-        from modules import build_models, load_config
-        from modules.checkpoint import load_models
+        from modules import build_models
+        from loading import load_config
+        from loading.checkpoint import load_models
         config = load_config(config_path)
         models = build_models(config)
         ckpt = load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
@@ -197,17 +202,22 @@ class Animator:
 
     @torch.no_grad()
     def prepare(self, source: np.ndarray, initial: np.ndarray | None, mode: str, adapt_scale: bool,
-                relative_jacobian: bool = True) -> dict:
+                relative_jacobian: bool = True, smooth=None, fps: float = 25.0) -> dict:
         """Everything that depends only on the source and the reference driving frame.
 
         `relative_jacobian` (FOMM relative mode): J = J_D J_D0^-1 J_S, as FOMM's demo always does
         in relative mode; False keeps the driving jacobians (`normalization_params.
-        use_relative_jacobian: false` in animate mode)."""
+        use_relative_jacobian: false` in animate mode).
+        `smooth`: None/False, True or modules.temporal_filter.OneEuroParams (or a dict of them):
+        the state then holds the video's keypoint filter, at `fps` frames per second."""
+        from modules.temporal_filter import KeypointSmoother, smoothing_params
         if mode not in MODES[self.family]:
             raise ValueError(f'mode {mode!r} is not available for {self.family}; choose from {MODES[self.family]}')
+        params = smoothing_params(smooth)
         src = to_tensor(source, self.device)
         state = {'source': src, 'kp_source': self.keypoints(src), 'mode': mode,
-                 'relative_jacobian': relative_jacobian}
+                 'relative_jacobian': relative_jacobian,
+                 'smoother': KeypointSmoother(params, fps) if params is not None else None}
         with self.autocast():
             if self.family == 'fomm':
                 state['features'] = self.models['generator'].encode(src)
@@ -223,11 +233,19 @@ class Animator:
         return state
 
     @torch.no_grad()
-    def driving_keypoints(self, state: dict, driving: torch.Tensor) -> tuple[dict, dict, dict]:
+    def driving_keypoints(self, state: dict, driving: torch.Tensor, smooth: bool = False,
+                          times=None) -> tuple[dict, dict, dict]:
         """(kp_source expanded to the batch, kp_driving, kp_norm: the driving keypoints moved onto
-        the source as `state['mode']` says) for (B, 3, H, W) driving frames."""
+        the source as `state['mode']` says) for (B, 3, H, W) driving frames.
+
+        `smooth`: pass the driving keypoints through the state's filter, if it has one. Only the
+        video's frames, in order, go through it (not int8's calibration frames): the filter
+        keeps the previous frames' state. `times`: the B frames' times in seconds (default:
+        frame index / fps)."""
         b = driving.shape[0]
         kp_driving = self.keypoints(driving)
+        if smooth and state.get('smoother') is not None:
+            kp_driving = state['smoother'](kp_driving, times)
         kp_source = expand_batch(state['kp_source'], b)
         if state['mode'] == 'relative':
             scale = state['scale'].expand(b) if state['scale'] is not None else False
@@ -241,9 +259,12 @@ class Animator:
         return kp_source, kp_driving, kp_norm
 
     @torch.no_grad()
-    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False):
+    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False,
+                      times=None):
         """(B, 3, H, W) driving frames -> (B, 3, H, W) predictions, or with `full` the networks'
-        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation).
+        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation; smoothed when
+        the state smooths). Successive calls on one state must come in frame order when it smooths;
+        `times`: the frames' times in seconds (default: frame index / fps).
 
         `background`: TPSMM models with a background predictor add the source-to-driving
         background affine to the motion, as TPSMM's reconstruction evaluation does (its demo,
@@ -251,7 +272,7 @@ class Animator:
         b = driving.shape[0]
         if self.int8 is not None and not (self.int8_fixed or state.get('calibrated')):
             self.calibrate_state(state, driving, background)
-        kp_source, kp_driving, kp_norm = self.driving_keypoints(state, driving)
+        kp_source, kp_driving, kp_norm = self.driving_keypoints(state, driving, smooth=True, times=times)
         source = expand_batch(state['source'], b)
         features = expand_batch(state['features'], b)
         with self.autocast():
@@ -274,14 +295,18 @@ class Animator:
 
     def animate(self, source: np.ndarray, driving_batches: Iterable[np.ndarray], mode: str = 'relative',
                 adapt_scale: bool = False, initial: np.ndarray | None = None,
-                relative_jacobian: bool = True, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+                relative_jacobian: bool = True, size: tuple[int, int] | None = None, smooth=None,
+                fps: float = 25.0) -> Iterator[np.ndarray]:
         """Yield float32 (B, h, w, 3) results in [0, 1], one per driving batch.
 
         `source` (H, W, 3) and each driving batch (B, H, W, 3) (or one (H, W, 3) frame) are uint8,
         uint16 or float in [0, 1], RGB, any size: they are resized to `size` (default: the config's
         frame size, `self.frame_size`) as the command line does; anything else is a ValueError
         saying what was given. `initial` is the reference driving frame for relative motion
-        (default: the first driving frame, as the references)."""
+        (default: the first driving frame, as the references). `smooth` (default off): True, or
+        modules.temporal_filter.OneEuroParams, smooths the driving keypoints over time (causal
+        One-Euro filter, no look-ahead); `fps` is the driving video's frame rate, which the
+        filter's cutoffs (Hz) need."""
         size = tuple(size or self.frame_size)
         source = animation_frames(source, size, 'source')[0]
         state = None
@@ -289,7 +314,7 @@ class Animator:
         for batch in batches:
             if state is None:
                 ref = batch[0] if initial is None else animation_frames(initial, size, 'initial frame')[0]
-                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian)
+                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian, smooth=smooth, fps=fps)
                 if self.int8 is not None and not self.int8_fixed:
                     # Calibrate on the first frames: read ahead, then animate what was read.
                     ahead = [batch]
@@ -310,7 +335,7 @@ class Animator:
         return pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
 
     def generator_feeds(self, source, features, kp_source: dict, kp_norm: dict, bg_param=None) -> dict:
-        from modules.quantize import generator_feeds
+        from deploy.quantize import generator_feeds
         points = getattr(self.models.get('dense_motion_network'), 'points_per_tps', 5)
         return generator_feeds(self.family, source, features, kp_source, kp_norm, bg_param, points)
 
@@ -320,7 +345,7 @@ class Animator:
         one video's calibration never replaces another's mid-stream. Anything else is `self`."""
         if self.int8 is None or self.int8_fixed:
             return self
-        from modules.quantize import Int8Generator
+        from deploy.quantize import Int8Generator
         twin = copy.copy(self)
         twin.int8 = Int8Generator(self.int8.config, self.models, self.family, self.int8.keep_fp32)
         return twin
@@ -355,7 +380,7 @@ def animation_frames(frames, size: tuple[int, int], what: str = 'frames') -> np.
     says what was given. uint8 is divided by 255 (fed as is, it washes the result out), uint16 by
     65535; grey is repeated to RGB, alpha dropped; other sizes are resized as the CLI resizes
     (skimage-equivalent anti-aliasing)."""
-    from video_io import resize_frames
+    from media import resize_frames
     arr = np.asarray(frames)
     if arr.ndim == 3:
         arr = arr[None]
@@ -388,26 +413,35 @@ def video_stem(name: str) -> str:
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Rounded, as scikit-image's img_as_ubyte, which both references' demo.py write with."""
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+
+def to_uint8_truncated(frames: np.ndarray) -> np.ndarray:
+    """Truncated, as both references' reconstruction and animate modes write their PNG strips
+    (`(255 * x).astype(np.uint8)`): the strips pose-evaluation scores."""
+    return (np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
 def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mode: str = 'relative',
                   adapt_scale: bool = False, *, crop: bool = True, face_backend: str = 'auto',
                   result_size: tuple[int, int] | None = None, increase: float | None = None,
-                  batch_size: int = 8, fps: float = 25.0) -> Iterator[np.ndarray]:
+                  batch_size: int = 8, fps: float = 25.0, smooth=None) -> Iterator[np.ndarray]:
     """`demo.py --crop` as a function: animate the largest face of `photo` (uint8 or float
     (H, W, 3), any size) with the face in `driving` (uint8 or float (T, h, w, 3), any size), paste
     each animated crop back into the photo and yield uint8 (B, H, W, 3) batches at the photo's
     size (or `result_size`). With crop=False the whole photo and frames are resized to the
     model's size and the results are yielded as uint8 at that size. Raises faces.NoFaceError
-    when the photo or the video shows no face."""
+    when the photo or the video shows no face. `smooth`: as `Animator.animate`, at `fps`, the
+    driving video's frame rate."""
     from faces import as_uint8, load_backend
     from faces.compose import DEMO_INCREASE, crop_photo, track_driving
     from faces.boxes import crop_resized
     size = animator.frame_size
     if not crop:
         batches = (driving[i:i + batch_size] for i in range(0, len(driving), batch_size))
-        yield from (to_uint8(out) for out in animator.animate(photo, batches, mode, adapt_scale))
+        results = animator.animate(photo, batches, mode, adapt_scale, smooth=smooth, fps=fps)
+        yield from (to_uint8(out) for out in results)
         return
     increase = DEMO_INCREASE if increase is None else increase
     backend = load_backend(face_backend, str(animator.device))
@@ -416,22 +450,36 @@ def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mo
     batches = (np.stack([crop_resized(f, track.boxes[i + k], size) for k, f in enumerate(driving[i:i + batch_size])])
                for i in range(0, len(driving), batch_size))
     compose = face.composer(result_size)
-    for out in animator.animate(face.source(size), batches, mode, adapt_scale):
+    for out in animator.animate(face.source(size), batches, mode, adapt_scale, smooth=smooth, fps=fps):
         yield compose(out)
+
+
+def refuse_output_among_inputs(out_dir: str, data_dir: str | None) -> None:
+    """run.py's reconstruction and animate modes: an output folder that is, holds or lies inside
+    the data set's folder could write over its videos (a strip <name>.png, a <name>.mp4): refused."""
+    from media.files import overwritten_input
+    if data_dir and overwritten_input(out_dir, [data_dir]):
+        raise ValueError(f'the output folder {out_dir} and the data set folder {data_dir} (dataset_params.root_dir) '
+                         'overlap: its videos could be written over; use another --log_dir')
 
 
 def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str,
                     find_best_frame: bool = False, face_backend: str = 'auto') -> None:
     """run.py --mode animate: animate PairedDataset pairs (pairs_list csv or random pairs) with
-    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format>.
+    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format> (the
+    predicted video) and animation/png/<driving>-<source>.png (its frames side by side), both
+    truncated to 8 bits as the reference writes them.
     `find_best_frame` (relative motion): the reference frame of each pair is the driving frame
     whose face landmarks best match the source's (face backend `face_backend`)."""
     from frames_dataset import PairedDataset, build_dataset
-    from modules.checkpoint import load_models
-    from video_io import VideoWriter
+    from loading.checkpoint import load_models
+    from media import VideoWriter, write_image
+    from media.files import atomic_path
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
+    out_dir = os.path.join(log_dir, 'animation')
+    refuse_output_among_inputs(out_dir, (config.get('dataset_params') or {}).get('root_dir'))
     load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
                 required_networks(models))
     params = config.get('animate_params') or {     # TPSMM configs have none: relative, as its demo
@@ -442,8 +490,7 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     animator = Animator(config, models, device)
     family_mode = 'relative' if norm['use_relative_movement'] else 'standard'
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
-    out_dir = os.path.join(log_dir, 'animation')
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     landmarks = None
     if find_best_frame and family_mode == 'relative':
         from faces import landmark_function, load_backend
@@ -453,12 +500,17 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
         source = np.transpose(pair['source_video'], (1, 2, 3, 0))[0]
         initial = best_reference_frame(source, driving, landmarks, pair['source_name']) if landmarks else None
         batches = (driving[i:i + 16] for i in range(0, len(driving), 16))
-        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}{params.get('format', '.mp4')}"
-        with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
+        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}"
+        strip = []
+        with VideoWriter(os.path.join(out_dir, name + params.get('format', '.mp4')), fps=25) as writer:
             for frames in animator.animate(source, batches, family_mode, norm['adapt_movement_scale'],
                                            initial=initial, relative_jacobian=norm['use_relative_jacobian'],
                                            size=driving.shape[1:3]):
-                writer.write(to_uint8(frames))
+                frames = to_uint8_truncated(frames)         # (B, H, W, 3)
+                writer.write(frames)
+                strip += list(frames)
+        with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
+            write_image(tmp, np.concatenate(strip, axis=1))
     print(f'wrote {len(dataset)} animations ({params.get("format", ".mp4")}, {family_mode} motion) to {out_dir}')
 
 
@@ -466,7 +518,7 @@ def best_reference_frame(source: np.ndarray, driving: np.ndarray, landmarks, sou
     """The driving frame whose normalised landmarks best match the source's (demo.py's
     --find_best_frame), or None (the first frame) when either side shows no face."""
     import logging
-    from demo import DemoError, find_best_frame
+    from animation import DemoError, find_best_frame
     try:
         index, frame = find_best_frame(source, iter(driving), landmarks, source_name)
     except DemoError as err:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from frames_dataset import DatasetRepeater
 from logger import Logger
-from modules.checkpoint import load_models, read_checkpoint
+from loading.checkpoint import load_models, read_checkpoint
 from modules.config import ConfigError, config_path
 from modules.precision import MixedPrecision, resolve as resolve_precision, to_float
 from train import adam, restore_optimizer

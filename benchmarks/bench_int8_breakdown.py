@@ -82,8 +82,9 @@ def wrap_iterator(owner, attribute: str, name: str) -> None:
 
 def instrument() -> None:
     import animate
-    import video_io
-    from modules import generator, quantize
+    import media
+    from deploy import quantize
+    from modules import generator
     wrap(animate.Animator, 'from_files', 'model load')
     wrap(animate.Animator, 'keypoints', 'keypoints')
     wrap(animate.Animator, 'generator_feeds', 'feeds')
@@ -92,8 +93,8 @@ def instrument() -> None:
     wrap(generator.FommGenerator, 'forward', 'generator (fp32)')
     wrap(quantize.Int8Generator, 'build', 'int8 set-up')
     wrap(quantize.Int8Generator, '__call__', 'quantized graph')
-    wrap_iterator(video_io.VideoReader, 'iter_batches', 'decoding')
-    wrap(video_io.VideoWriter, 'write', 'encoding')
+    wrap_iterator(media.VideoReader, 'iter_batches', 'decoding')
+    wrap(media.VideoWriter, 'write', 'encoding')
     try:
         from modules import dense_motion
         wrap(dense_motion.TpsDenseMotionNetwork, 'forward', 'generator (fp32)')

@@ -48,7 +48,7 @@ def test_animate_mode_reads_use_relative_jacobian(tmp_path, monkeypatch, fomm_mo
     reads them: a key that is absent means False."""
     import animate
     import run
-    import synthetic_data
+    from synthetic import data as synthetic_data
     data = tmp_path / 'data'
     synthetic_data.generate_dataset(str(data), size=64, num_ids=2, videos_per_id=1, frames=3, test_ids=1, seed=0,
                                     progress=False)
@@ -60,9 +60,9 @@ def test_animate_mode_reads_use_relative_jacobian(tmp_path, monkeypatch, fomm_mo
     seen = []
     prepare = animate.Animator.prepare
 
-    def spy(self, source, initial, mode, adapt_scale, relative_jacobian=True):
+    def spy(self, source, initial, mode, adapt_scale, relative_jacobian=True, **options):
         seen.append((mode, relative_jacobian))
-        return prepare(self, source, initial, mode, adapt_scale, relative_jacobian)
+        return prepare(self, source, initial, mode, adapt_scale, relative_jacobian, **options)
     monkeypatch.setattr(animate.Animator, 'prepare', spy)
     assert run.main(['--config', str(tmp_path / 'c.yaml'), '--mode', 'animate', '--checkpoint',
                      str(tmp_path / 'k.pth.tar'), '--log_dir', str(tmp_path / 'log')]) == 0
@@ -96,7 +96,7 @@ def test_api_accepts_uint8_and_float_alike(tps_animator):
 
 
 def test_api_resizes_any_size_as_the_cli(tps_animator):
-    from video_io import resize_frame, resize_frames
+    from media import resize_frame, resize_frames
     rng = np.random.default_rng(4)
     source, driving = rng.random((150, 120, 3), np.float32), rng.random((3, 90, 110, 3), np.float32)
     big = _animate(tps_animator, source, driving)
@@ -119,7 +119,7 @@ def test_api_says_what_it_was_given(tps_animator, source, message):
 def test_mode_outputs_are_named_without_the_videos_extension(tmp_path, fomm_models, capsys):
     """Reconstruction wrote 'x.mp4.mp4' for a video 'x.mp4'; animate mode wrote silently."""
     import run
-    import synthetic_data
+    from synthetic import data as synthetic_data
     data = tmp_path / 'data'
     synthetic_data.generate_dataset(str(data), size=64, num_ids=2, videos_per_id=1, frames=3, test_ids=1, seed=0,
                                     progress=False, fmt='mp4')
@@ -140,5 +140,6 @@ def test_mode_outputs_are_named_without_the_videos_extension(tmp_path, fomm_mode
         sorted(['metrics.json', 'png', f'{stem}.mp4'])
     (anim,) = os.listdir(tmp_path / 'animate')
     out_dir = tmp_path / 'animate' / anim / 'animation'
-    assert os.listdir(out_dir) == [f'{stem}-{stem}.gif']
+    assert sorted(os.listdir(out_dir)) == [f'{stem}-{stem}.gif', 'png']
+    assert os.listdir(out_dir / 'png') == [f'{stem}-{stem}.png']            # the strip, as the reference writes
     assert f'to {out_dir}' in capsys.readouterr().out

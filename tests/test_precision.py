@@ -8,9 +8,10 @@ import torch
 
 import logger as logger_module
 import run
-import synthetic_data
+from synthetic import data as synthetic_data
 import train
-from modules import build_models, cpu_threads, load_config
+from loading import load_config
+from modules import build_models, cpu_threads
 from modules import precision as P
 from modules.geometry import fit_tps, local_affine_motions, make_coordinate_grid, warp
 
@@ -234,7 +235,7 @@ def test_entry_points_make_openmp_threads_wait_passively():
 
 def test_onnx_runtime_threads_do_not_spin_unless_asked(monkeypatch, tmp_path):
     pytest.importorskip('onnxruntime')
-    from modules import quantize
+    from deploy import quantize
     path = str(tmp_path / 'id.onnx')
     torch.onnx.export(torch.nn.Identity(), (torch.ones(1),), path, dynamo=False)
     seen = {}
