@@ -36,6 +36,7 @@ from modules.motion_transfer import movement_scale, normalize_kp  # noqa: F401  
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (deploy/quantize.py).
 ALL_PRECISIONS = tuple(PRECISIONS) + ('int8',)
+FLOAT32_NETWORKS = ('kp_detector', 'bg_predictor', 'avd_network')
 MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
 
 
@@ -160,8 +161,11 @@ class Animator:
         self.precision = precision
         self.models = {k: m.to(self.device).eval() for k, m in models.items() if k != 'discriminator'}
         if self.device.type == 'cpu' and precision in ('fp32', 'bf16', 'int8'):
-            for model in self.models.values():
-                store_convolutions_channels_last(model, PRECISIONS.get(precision, torch.float32))
+            for name, model in self.models.items():
+                # The keypoint detector, background and AVD networks run in float32 under autocast
+                # (modules/precision.py), so their weights stay float32.
+                dtype = torch.float32 if name in FLOAT32_NETWORKS else PRECISIONS.get(precision, torch.float32)
+                store_convolutions_channels_last(model, dtype)
         self.frame_size = frame_shape_of(config)
         self.int8 = None
         if precision == 'int8':
