@@ -234,7 +234,10 @@ def training_table(args, device: torch.device, cuda: bool) -> None:
     for family, config in configs.items():
         path = os.path.join(REPO, config)
         for variant in variants:
-            our_train_rate(path, device, variant, batch, size, steps)
+            try:
+                our_train_rate(path, device, variant, batch, size, steps)
+            except Exception as e:      # one variant failing (e.g. compile) must not end the check
+                row(f'train {family_label(path)} {variant}', False, '', f'{type(e).__name__}: {e}'[:150])
         reference = getattr(args, f'{family}_reference')
         ref_config = os.path.join(reference, 'config', 'vox-256.yaml') if reference else path
         reference_train_rate(family, reference, ref_config, device, batch, size, steps)
