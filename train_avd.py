@@ -21,6 +21,7 @@ import logging
 
 import torch
 from torch.utils.data import DataLoader
+
 from frames_dataset import DatasetRepeater
 from logger import Logger
 from modules.checkpoint import load_models, read_checkpoint
