@@ -1,7 +1,7 @@
 """Animation: drive a source image with a video's motion, for both families.
 
     from animate import Animator
-    from video_io import VideoReader, load_image
+    from media import VideoReader, load_image
     animator = Animator.from_files('config/fomm/vox-256.yaml', 'vox-cpk.pth.tar', device='cuda')
     source = load_image('photo.jpg')                # float32 (H, W, 3) in [0, 1]; uint8 works too
     with VideoReader('driving.mp4') as reader:      # iter_batches: float32 (B, H, W, 3) batches
@@ -27,10 +27,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
+from modules.motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (modules/quantize.py).
+# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (deploy/quantize.py).
 ALL_PRECISIONS = tuple(PRECISIONS) + ('int8',)
 MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
 
@@ -141,7 +141,7 @@ class Animator:
                  compile: bool = False, calibration_frames: int | None = None):
         """`precision` 'int8' (CPU only) quantizes the per-frame generator, calibrated on the source
         and the first `calibration_frames` driving frames of each video (default
-        modules.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see modules/quantize.py.
+        deploy.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see deploy/quantize.py.
         `compile`: torch.compile the per-frame networks (fp32/bf16/fp16)."""
         from modules.model import family_of
         self.config = config
@@ -161,7 +161,7 @@ class Animator:
         self.frame_size = frame_shape_of(config)
         self.int8 = None
         if precision == 'int8':
-            from modules.quantize import CALIBRATION_FRAMES, Int8Generator
+            from deploy.quantize import CALIBRATION_FRAMES, Int8Generator
             self.int8 = Int8Generator(config, self.models, self.family)
             self.calibration_frames = calibration_frames or CALIBRATION_FRAMES
             self.int8_fixed = False          # True once `calibrate` set one calibration for all videos
@@ -173,8 +173,9 @@ class Animator:
                    need_avd: bool = False, **options) -> 'Animator':
         """Build from a config file and a checkpoint (ours or official). Raises ConfigError or
         CheckpointError with a one-line explanation naming the file."""
-        from modules import build_models, load_config
-        from modules.checkpoint import load_models
+        from modules import build_models
+        from loading import load_config
+        from loading.checkpoint import load_models
         config = load_config(config_path)
         models = build_models(config)
         ckpt = load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
@@ -310,7 +311,7 @@ class Animator:
         return pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
 
     def generator_feeds(self, source, features, kp_source: dict, kp_norm: dict, bg_param=None) -> dict:
-        from modules.quantize import generator_feeds
+        from deploy.quantize import generator_feeds
         points = getattr(self.models.get('dense_motion_network'), 'points_per_tps', 5)
         return generator_feeds(self.family, source, features, kp_source, kp_norm, bg_param, points)
 
@@ -320,7 +321,7 @@ class Animator:
         one video's calibration never replaces another's mid-stream. Anything else is `self`."""
         if self.int8 is None or self.int8_fixed:
             return self
-        from modules.quantize import Int8Generator
+        from deploy.quantize import Int8Generator
         twin = copy.copy(self)
         twin.int8 = Int8Generator(self.int8.config, self.models, self.family, self.int8.keep_fp32)
         return twin
@@ -355,7 +356,7 @@ def animation_frames(frames, size: tuple[int, int], what: str = 'frames') -> np.
     says what was given. uint8 is divided by 255 (fed as is, it washes the result out), uint16 by
     65535; grey is repeated to RGB, alpha dropped; other sizes are resized as the CLI resizes
     (skimage-equivalent anti-aliasing)."""
-    from video_io import resize_frames
+    from media import resize_frames
     arr = np.asarray(frames)
     if arr.ndim == 3:
         arr = arr[None]
@@ -427,8 +428,8 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     `find_best_frame` (relative motion): the reference frame of each pair is the driving frame
     whose face landmarks best match the source's (face backend `face_backend`)."""
     from frames_dataset import PairedDataset, build_dataset
-    from modules.checkpoint import load_models
-    from video_io import VideoWriter
+    from loading.checkpoint import load_models
+    from media import VideoWriter
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
@@ -466,7 +467,7 @@ def best_reference_frame(source: np.ndarray, driving: np.ndarray, landmarks, sou
     """The driving frame whose normalised landmarks best match the source's (demo.py's
     --find_best_frame), or None (the first frame) when either side shows no face."""
     import logging
-    from demo import DemoError, find_best_frame
+    from animation import DemoError, find_best_frame
     try:
         index, frame = find_best_frame(source, iter(driving), landmarks, source_name)
     except DemoError as err:

@@ -5,7 +5,7 @@
 
 Animate tab: upload a source image and a driving video (or press "Use example inputs"), pick the
 options demo.py has, press Animate. The work goes through demo.py itself (`demo.animate_files`:
-the same option checks, `animate.Animator`, `demo.run_animation` and `video_io.VideoWriter`), so
+the same option checks, `animate.Animator`, `demo.run_animation` and `media.VideoWriter`), so
 the result is the file `python demo.py` writes for the same inputs and options. The page shows
 frames done / total and frames/s while it runs; Cancel stops the work at the next frame and
 leaves nothing behind.
@@ -77,9 +77,9 @@ import gradio as gr  # noqa: E402
 
 import demo  # noqa: E402
 from animate import Animator, MODES, to_tensor, to_uint8  # noqa: E402
-from modules.checkpoint import CheckpointError  # noqa: E402
+from loading.checkpoint import CheckpointError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
-from video_io import MediaError, VideoReader, VideoWriter, load_image, resize_frame  # noqa: E402
+from media import MediaError, VideoReader, VideoWriter, load_image, resize_frame  # noqa: E402
 
 DEFAULT_PORT = 7860
 DEFAULT_CONCURRENCY = 2

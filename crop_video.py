@@ -53,8 +53,8 @@ from faces.backend import BACKEND_CHOICES, FaceModelError, load_backend  # noqa:
 from faces.boxes import EDGE_MODES, crop_resized, fit_box, outside_fraction, smooth_track, square_box  # noqa: E402
 from faces.scan import scan_video  # noqa: E402
 from faces.tubes import Tube  # noqa: E402
-from fileio import atomic_path  # noqa: E402
-from video_io import MediaError, MediaWarning, VideoReader, VideoWriter  # noqa: E402
+from media.files import atomic_path  # noqa: E402
+from media import MediaError, MediaWarning, VideoReader, VideoWriter  # noqa: E402
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.m4v', '.mpg', '.mpeg', '.flv', '.wmv')
 MANIFEST_FIELDS = ('name', 'partition', 'id', 'source', 'start_frame', 'end_frame', 'start_time', 'end_time',

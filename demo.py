@@ -104,7 +104,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 import time
@@ -117,26 +116,20 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from modules.checkpoint import CheckpointError  # noqa: E402
+from loading.checkpoint import CheckpointError  # noqa: E402
 from faces.backend import FaceModelError, NoFaceError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
-from video_io import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
+from media import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
+from animation import DemoError, find_best_frame, load_landmark_detector, normalize_landmarks, one_line  # noqa: E402,F401
 
 EXAMPLE_CONFIG = os.path.join('config', 'synthetic', 'tps-64-small.yaml')
 EXAMPLE_CHECKPOINT = os.path.join('checkpoints', 'synthetic-tps-64-small.pth.tar')
-EXAMPLE_SEED = 12345          # synthetic_data.py's data set uses seeds [seed, 0|1, ...]; this one is apart
+EXAMPLE_SEED = 12345          # synthetic/data.py's data set uses seeds [seed, 0|1, ...]; this one is apart
 EXAMPLE_SIZE = 64
 EXAMPLE_ZOOM = 4
 OFFICIAL_EXAMPLE = ('python demo.py --config config/fomm/vox-256.yaml --checkpoint vox-cpk.pth.tar '
                     '--source_image my.png --driving_video ../shared/samples/face-driving.mp4 '
                     '--result_video result.mp4 --relative --adapt_scale --audio')
-
-Landmarks = Callable[[np.ndarray], 'np.ndarray | None']
-
-
-class DemoError(Exception):
-    """A problem with the command line or an input, reported as one line (exit status 2)."""
-
 
 # ----------------------------------------------------------------------------------------------
 # Command line
@@ -290,12 +283,6 @@ def note(message: str) -> None:
     print(f'note: {message}', file=sys.stderr)
 
 
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line (checkpoint diagnostics come as several)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return ' '.join(lines) or type(err).__name__
-
-
 @contextlib.contextmanager
 def warnings_as_notes() -> Iterator[None]:
     """Show warnings as short 'note:' lines instead of Python's two-line file:line format."""
@@ -307,55 +294,6 @@ def warnings_as_notes() -> Iterator[None]:
         warnings.simplefilter('always', MediaWarning)
         warnings.showwarning = show
         yield
-
-
-# ----------------------------------------------------------------------------------------------
-# Best reference frame (face landmarks)
-# ----------------------------------------------------------------------------------------------
-
-def load_landmark_detector(device, backend: str = 'auto') -> Landmarks:
-    """The face backend's 68 landmarks (faces/; face-alignment as the references, else dlib,
-    offline), wrapped as image (H, W, 3) float in [0, 1] -> (68, 2) landmarks of the largest
-    face, or None."""
-    from faces import FaceModelError, landmark_function, load_backend
-    try:
-        return landmark_function(load_backend(backend, str(device)))
-    except FaceModelError as err:
-        raise DemoError(f'--find_best_frame: {one_line(err)}; or pick the reference frame yourself with '
-                        '--best_frame N') from None
-
-
-def normalize_landmarks(points: np.ndarray) -> np.ndarray | None:
-    """Centre landmarks on their mean and divide by sqrt(area of their convex hull), as the
-    references' find_best_frame; None when the hull is degenerate."""
-    from motion_transfer import convex_hull_area
-    points = np.array(points, dtype=np.float64)[:, :2]
-    points -= points.mean(axis=0, keepdims=True)
-    area = convex_hull_area(points)
-    if not area > 0:
-        return None
-    return points / math.sqrt(area)
-
-
-def find_best_frame(source: np.ndarray, frames: Iterable[np.ndarray], landmarks: Landmarks,
-                    source_name: str = 'source image') -> tuple[int | None, np.ndarray | None]:
-    """(index, frame) of the frame whose normalised landmarks are closest (sum of squared
-    differences) to the source's; frames without a face are skipped; (None, None) when no frame
-    has one. Streams `frames`, keeping only the best one."""
-    found = landmarks(source)
-    reference = normalize_landmarks(found) if found is not None else None
-    if reference is None:
-        raise DemoError(f'--find_best_frame: no face found in the source image {source_name}')
-    best, best_index, best_frame = math.inf, None, None
-    for index, frame in enumerate(frames):
-        found = landmarks(frame)
-        normalized = normalize_landmarks(found) if found is not None else None
-        if normalized is None or normalized.shape != reference.shape:
-            continue
-        distance = float(((reference - normalized) ** 2).sum())
-        if distance < best:
-            best, best_index, best_frame = distance, index, np.array(frame, copy=True)
-    return best_index, best_frame
 
 
 def _frames_of(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -372,7 +310,7 @@ def progress_bar(total: int | None, desc: str, quiet: bool):
 def reference_frame(args: argparse.Namespace, reader: VideoReader, source: np.ndarray, img_shape, device,
                     batch_size: int) -> np.ndarray | None:
     """The resized reference driving frame for --best_frame / --find_best_frame, or None (first frame)."""
-    from video_io import resize_frame
+    from media import resize_frame
     if args.best_frame is not None:
         if args.find_best_frame:
             note('--best_frame given: --find_best_frame is not needed and is skipped')
@@ -463,7 +401,8 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     `animator`: an Animator already built from this config and checkpoint (app.py keeps its
     models loaded between requests); None loads them here."""
     from animate import Animator, frame_shape_of
-    from modules import family_of_config, load_config
+    from modules import family_of_config
+    from loading import load_config
 
     config_path = config_path or args.config
     checkpoint_path = checkpoint_path or args.checkpoint
@@ -578,7 +517,7 @@ def example_inputs(num_frames: int = 64, size: int = EXAMPLE_SIZE, seed: int = E
     generator can render A performing the same motion, so relative motion transfer has an exact
     answer, `expected`, and the result can be scored against it. Deterministic; the seed is apart
     from the training set's."""
-    from synthetic_data import make_video, sample_identity
+    from synthetic.data import make_video, sample_identity
     rng = np.random.default_rng(seed)
     source_identity, driving_identity = sample_identity(rng), sample_identity(rng)
     motion_seed = int(rng.integers(2**31))
@@ -601,9 +540,9 @@ def _shown(path: str) -> str:
 
 def write_example_inputs(out: str, num_frames: int = 64) -> tuple[Example, str, str]:
     """(example, source.png path, driving.mp4 path): `example_inputs` written into folder `out`."""
-    from fileio import atomic_path
+    from media.files import atomic_path
     from PIL import Image
-    from synthetic_data import FPS
+    from synthetic.data import FPS
     example = example_inputs(num_frames)
     source_path = os.path.join(out, 'source.png')
     driving_path = os.path.join(out, 'driving.mp4')
@@ -615,7 +554,7 @@ def write_example_inputs(out: str, num_frames: int = 64) -> tuple[Example, str, 
 
 
 def make_example(args: argparse.Namespace) -> int:
-    from synthetic_data import FPS
+    from synthetic.data import FPS
 
     config = args.config or os.path.join(ROOT, EXAMPLE_CONFIG)
     checkpoint = args.example_checkpoint or args.checkpoint or os.path.join(ROOT, EXAMPLE_CHECKPOINT)

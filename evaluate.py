@@ -26,8 +26,8 @@ if ROOT not in sys.path:
 
 from faces.backend import BACKEND_CHOICES, FaceModelError, load_backend  # noqa: E402
 from faces.metrics import PROTOCOL_SIZE, FaceMetrics  # noqa: E402
-from fileio import atomic_path  # noqa: E402
-from video_io import IMAGE_EXTENSIONS, MediaError, VideoReader, load_image  # noqa: E402
+from media.files import atomic_path  # noqa: E402
+from media import IMAGE_EXTENSIONS, MediaError, VideoReader, load_image  # noqa: E402
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.m4v')
 STRIP_EXTENSIONS = ('.png', '.jpg', '.jpeg')

@@ -6,7 +6,7 @@ those two are decoded (two files of a frame folder, two tiles of a strip image, 
 files each frame from the keyframe before it, skipping the frames nothing refers to).
 
 Video formats, each giving float32 (H, W, 3) frames in [0, 1] (grayscale -> RGB, alpha dropped),
-all read through `video_io` (PyAV for video files):
+all read through `media` (PyAV for video files):
 
 * a folder of image files, frames in natural name order (`2.png` before `10.png`);
 * a single .png/.jpg "strip" with the frames side by side, each `frame_shape` wide;
@@ -32,9 +32,9 @@ from skimage.transform import resize as sk_resize
 from skimage.util import img_as_float32
 from torch.utils.data import Dataset
 
-import video_io
+import media
 from augmentation import AllAugmentationTransform, RandomCrop, UnknownKeyError, check_param_keys
-from video_io import MediaError
+from media import MediaError
 
 __all__ = [
     'DATASET_PARAM_KEYS',
@@ -54,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FRAME_EXTENSIONS = video_io.IMAGE_EXTENSIONS
+FRAME_EXTENSIONS = media.IMAGE_EXTENSIONS
 STRIP_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif')
 VIDEO_FILE_EXTENSIONS = STRIP_EXTENSIONS + VIDEO_EXTENSIONS
@@ -121,7 +121,7 @@ def _normalise_frame_shape(frame_shape: Sequence[int] | None) -> FrameShape | No
 
 
 # --------------------------------------------------------------------------------------------
-# Readers: count frames cheaply, decode only the frames asked for (video_io does the decoding).
+# Readers: count frames cheaply, decode only the frames asked for (media does the decoding).
 
 
 def _video_kind(path: str) -> str:
@@ -174,7 +174,7 @@ def count_frames(path: str, frame_shape: FrameShape | None = None, cache: dict[s
     """Number of frames of the video at `path`.
 
     Folders are counted from their listing, strips from their width, video files from their packets
-    (one pass that reads but does not decode the file; video_io keeps the result per file).
+    (one pass that reads but does not decode the file; media keeps the result per file).
     `cache` (one dict per data set) keeps the counts. Raises VideoReadError for unreadable files.
     """
     if cache is not None and path in cache:
@@ -182,10 +182,10 @@ def count_frames(path: str, frame_shape: FrameShape | None = None, cache: dict[s
     kind = _video_kind(path)
     with _reading(path):
         if kind == 'strip':
-            height, width = video_io.read_image(path).shape[:2]
+            height, width = media.read_image(path).shape[:2]
             n = width // _strip_tile_width(path, height, width, frame_shape)
         else:
-            n = video_io.count_frames(path)
+            n = media.count_frames(path)
     if cache is not None:
         cache[path] = n
     return n
@@ -195,17 +195,17 @@ def _read_raw(path: str, kind: str, indices: Sequence[int] | None,
               frame_shape: FrameShape | None) -> dict[int, np.ndarray]:
     """Decoded (not yet converted) frames of `path` keyed by index; all frames when `indices` is None."""
     if kind == 'strip':
-        image = video_io.read_image(path)  # (H, n*W, 3); a PNG cannot be partially decoded
+        image = media.read_image(path)  # (H, n*W, 3); a PNG cannot be partially decoded
         tile = _strip_tile_width(path, image.shape[0], image.shape[1], frame_shape)
         count = image.shape[1] // tile
         chosen = range(count) if indices is None else sorted(i for i in set(indices) if i < count)
         return {i: image[:, i * tile:(i + 1) * tile] for i in chosen}
     if indices is None and kind == 'video':
-        return dict(enumerate(video_io.VideoReader(path, strict=True)))
+        return dict(enumerate(media.VideoReader(path, strict=True)))
     if indices is None:
-        indices = range(len(video_io.list_frame_files(path)))
+        indices = range(len(media.list_frame_files(path)))
     try:
-        return video_io.read_frames(path, indices)
+        return media.read_frames(path, indices)
     except IndexError:
         return {}  # reported with the frame count by read_frames below
 
@@ -245,9 +245,9 @@ def frame_size(path: str, frame_shape: FrameShape | None = None) -> tuple[int, i
     kind = _video_kind(path)
     with _reading(path):
         if kind == 'strip':
-            height, width = video_io.read_image(path).shape[:2]
+            height, width = media.read_image(path).shape[:2]
             return height, _strip_tile_width(path, height, width, frame_shape)
-        with video_io.VideoReader(path) as reader:
+        with media.VideoReader(path) as reader:
             width, height = reader.size
         return height, width
 
@@ -474,7 +474,7 @@ class FramesDataset(Dataset):
         slot = self._slots.get(path)
         if slot is None or self._noted[slot] or _video_kind(path) != 'video':
             return
-        reason = video_io.damage(path)
+        reason = media.damage(path)
         if reason is not None:
             self._noted[slot] = 1
             logger.warning('training video %s: %s; it is used as a clip of the %d frames that decode (demo.py '

@@ -8,7 +8,7 @@ Two classes:
   It recognises both model families by the keys of the output dict.
 * `Logger` accumulates per-iteration losses, writes the per-epoch line of `log.txt` in the
   format of the reference implementations, the per-epoch visualisation PNG, TensorBoard scalars
-  and images, and checkpoints (written atomically, see `fileio.atomic_path`).
+  and images, and checkpoints (written atomically, see `media.files.atomic_path`).
 
 Checkpoint layout (compatible with the released FOMM/TPSMM checkpoints):
 ``{name: state_dict_or_value, ..., 'epoch': int}`` where every object that has a `state_dict()`
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from skimage.draw import disk
 
-from fileio import atomic_path
+from media.files import atomic_path
 
 __all__ = ['Visualizer', 'Logger', 'get_colormap', 'unwrap_module']
 
@@ -456,7 +456,7 @@ class Logger:
             except Exception:  # noqa: BLE001 - visualisation must not kill a training run
                 warnings.warn('visualisation failed:\n' + traceback.format_exc())
             else:
-                from video_io import write_image
+                from media import write_image
                 with atomic_path(self.visualization_path(epoch)) as tmp:
                     write_image(tmp, image)
                 if self._writer is not None:

@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 from animate import Animator, required_networks, to_uint8, video_stem
-from fileio import atomic_path
+from media.files import atomic_path
 from logger import Visualizer
-from modules.checkpoint import load_models
-from video_io import VideoWriter, write_image
+from loading.checkpoint import load_models
+from media import VideoWriter, write_image
 
 log = logging.getLogger('reconstruction')
 

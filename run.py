@@ -156,8 +156,9 @@ def main(argv=None) -> int:
 def execute(args, dist) -> int:
     """Run `args.mode` in this process (one rank of a process group when `dist.enabled`)."""
     from frames_dataset import DatasetRepeater, build_dataset
-    from modules import build_models, load_config
-    from modules.checkpoint import CheckpointError
+    from modules import build_models
+    from loading import load_config
+    from loading.checkpoint import CheckpointError
     from modules.config import ConfigError
     from faces.backend import FaceModelError
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from logger import Logger
-from modules.checkpoint import CheckpointError, _strip_prefix, load_models, read_checkpoint, state_dict_mismatch
+from loading.checkpoint import CheckpointError, _strip_prefix, load_models, read_checkpoint, state_dict_mismatch
 from modules.config import ConfigError, config_path
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, family_of
 from sync_batchnorm import convert_model

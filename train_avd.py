@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from frames_dataset import DatasetRepeater
 from logger import Logger
-from modules.checkpoint import load_models, read_checkpoint
+from loading.checkpoint import load_models, read_checkpoint
 from modules.config import ConfigError, config_path
 from train import adam, keep_last_of, progress, restore_optimizer
 

@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / 'tests'), str(REPO / 'benchmarks')]
 
-from bench_demo import random_checkpoint  # noqa: E402
+from demo_runs import random_checkpoint  # noqa: E402
 from test_app import SAMPLES, Server, find, first_frames, new_browser, open_app, text_of, upload, wait  # noqa: E402
 
 LOOP = re.compile(r'animation ([0-9.]+) s')
@@ -54,7 +54,7 @@ new MutationObserver(() => {
 
 
 def camera_file(folder: Path) -> Path:
-    from video_io import ffmpeg_exe
+    from imageio_ffmpeg import get_ffmpeg_exe as ffmpeg_exe
     path = folder / 'camera.y4m'
     subprocess.run([ffmpeg_exe(), '-v', 'error', '-y', '-i', str(SAMPLES / 'face-driving.mp4'), '-frames:v', '100',
                     '-vf', 'scale=320:320', '-pix_fmt', 'yuv420p', str(path)], check=True)

@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 
 from faces import load_backend  # noqa: E402
 from faces.metrics import FaceMetrics, protocol_frame  # noqa: E402
-from video_io import VideoReader, VideoWriter, resize_frame  # noqa: E402
+from media import VideoReader, VideoWriter, resize_frame  # noqa: E402
 
 CLIP = os.path.join(ROOT, '..', 'shared', 'samples', 'face-driving.mp4')
 

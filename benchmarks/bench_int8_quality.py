@@ -2,7 +2,7 @@
 
     python benchmarks/bench_int8_quality.py [--config C --checkpoint K] [--videos 24] [--keep_fp32 NAME ...]
 
-The held-out set is the one README's learning checks score: synthetic_data.py's test identities
+The held-out set is the one README's learning checks score: synthetic/data.py's test identities
 (the last 12 of 300, seed 0, 2 videos each, 32 frames of 64x64), made in memory here. Each video
 is reconstructed as `--mode reconstruction` and scripts/diagnose_model.py do it: the source is
 its first frame, every frame is driven by itself (absolute keypoints, TPSMM's background motion
@@ -32,9 +32,9 @@ BUNDLED = ('config/synthetic/tps-64-small.yaml', 'checkpoints/synthetic-tps-64-s
 
 def heldout_videos(count: int, num_ids: int = 300, test_ids: int = 12, videos_per_id: int = 2, frames: int = 32,
                    size: int = 64, seed: int = 0) -> list[np.ndarray]:
-    """The first `count` test videos of `synthetic_data.py --num_ids 300 --test_ids 12 ...`,
+    """The first `count` test videos of `synthetic/data.py --num_ids 300 --test_ids 12 ...`,
     float (T, H, W, 3) in [0, 1], identical to the files that command writes (before encoding)."""
-    from synthetic_data import identity_rng, make_video, sample_identity, video_rng
+    from synthetic.data import identity_rng, make_video, sample_identity, video_rng
     videos = []
     for i in range(num_ids - test_ids, num_ids):
         identity = sample_identity(identity_rng(seed, i))
@@ -67,8 +67,8 @@ def compare(config_path: str, checkpoint: str, videos: list[np.ndarray], calibra
     import copy
 
     from animate import Animator
-    from modules import load_config
-    from modules.quantize import Int8Generator
+    from loading import load_config
+    from deploy.quantize import Int8Generator
     from scripts.diagnose_model import load_reconstruction_models
     config = load_config(config_path)
     models, _ = load_reconstruction_models(checkpoint, config)

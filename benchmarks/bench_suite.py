@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from bench_demo import REPO, prepare_inputs, psnr, run_demo, run_timed
+from demo_runs import REPO, prepare_inputs, psnr, run_demo, run_timed
 
 # (name, our config, our demo.py motion options, reference option, the reference demo's options)
 FAMILIES = (
@@ -84,7 +84,7 @@ class Family:
 
     def output(self, variant: str) -> np.ndarray:
         """The variant's frames as uint8 (T, H, W, 3), written losslessly (PNG)."""
-        from video_io import VideoReader
+        from media import VideoReader
         folder = os.path.join(self.tmp, f'png-{variant.replace(" ", "")}') + '/'
         self.run(variant, folder)
         return np.stack(list(VideoReader(folder)))

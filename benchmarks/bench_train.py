@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import train
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     config = load_config(args.config)
     params = config['train_params']
     params.setdefault('vgg19_weights', 'random')
@@ -151,7 +152,7 @@ def make_format_sets(root: str, length: int, clips: int, shape) -> dict[str, str
     Frames are the sample clip resized to `shape`, played forwards then backwards (each clip starts
     elsewhere); a set already under `root` (a `.done` marker) is reused.
     """
-    from video_io import VideoReader, VideoWriter, resize_frame
+    from media import VideoReader, VideoWriter, resize_frame
     sets = {name: os.path.join(root, f'{length}-frames', name) for name in FORMATS}
     if all(os.path.exists(os.path.join(path, '.done')) for path in sets.values()):
         return sets

@@ -71,7 +71,8 @@ def parity_vgg(fixture: dict):
 
 def train_step_matches_fixture(name: str, device: torch.device) -> None:
     """The fixture's training step on `device`; losses against the reference's."""
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     from modules.model import GeneratorFullModel
     config = load_config(os.path.join(PARITY, f'{name}.yaml'))
     fixture = torch.load(os.path.join(PARITY, f'{name}.fixture.pt'), map_location='cpu', weights_only=True)
@@ -94,7 +95,8 @@ def train_step_matches_fixture(name: str, device: torch.device) -> None:
 
 
 def train_step_time(config_path: str, device: torch.device, batch: int, size: int) -> None:
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     from modules.model import GeneratorFullModel
     config = load_config(config_path)
     config['train_params']['vgg19_weights'] = 'random'
@@ -120,7 +122,7 @@ def train_step_time(config_path: str, device: torch.device, batch: int, size: in
 # ---- demo -------------------------------------------------------------------------------------
 
 def sample_frames(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    from video_io import VideoReader
+    from media import VideoReader
     reader = VideoReader(CLIP)
     frames = next(iter(reader.iter_batches(count, size=(size, size))))      # the first `count` frames
     reader.close()
@@ -135,7 +137,8 @@ def animate(animator, source: np.ndarray, frames: np.ndarray, batch: int) -> np.
 def demo_rates(config_path: str, device: torch.device, precisions: list[str], batches: list[int],
                frames_count: int) -> None:
     from animate import Animator, frame_shape_of
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     config = load_config(config_path)
     torch.manual_seed(0)
     models = build_models(config)

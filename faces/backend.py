@@ -112,7 +112,7 @@ class FaceBackend:
 def landmark_function(backend: FaceBackend) -> Callable[[np.ndarray], 'np.ndarray | None']:
     """image (H, W, 3) -> (68, 2) landmarks of its largest face, or None (for find_best_frame)."""
     def landmarks(image: np.ndarray):
-        from video_io import resize_frame
+        from media import resize_frame
         factor = 1.0
         if max(image.shape[:2]) < 256:        # HOG finds no face under ~80 px: look at small frames enlarged
             factor = 256 / max(image.shape[:2])

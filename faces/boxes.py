@@ -89,7 +89,7 @@ def crop(frame: np.ndarray, box: Sequence[int]) -> np.ndarray:
 
 def crop_resized(frame: np.ndarray, box: Sequence[int], size: Sequence[int]) -> np.ndarray:
     """The box's pixels resized (anti-aliased, as the project resizes) to `size` = (h, w): float32."""
-    from video_io import resize_frame
+    from media import resize_frame
     return resize_frame(crop(frame, box), size)
 
 
@@ -128,7 +128,7 @@ def paste(photo: np.ndarray, patch: np.ndarray, box: Sequence[int], feather: int
     """Blend `patch` (float (s, s, 3) in [0, 1], any size: resized to the box) into a copy of the
     uint8 `photo` at the integer `box`, with a feathered edge. Pixels outside the box (and the
     part of the box outside the photo) are the photo's, unchanged."""
-    from video_io import resize_frame
+    from media import resize_frame
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = photo.shape[:2]
     out = photo.copy()

@@ -41,7 +41,7 @@ class PhotoCrop:
     def composer(self, result_size: Sequence[int] | None = None,
                  feather: float = FEATHER) -> Callable[[np.ndarray], np.ndarray]:
         """float (B, h, w, 3) animated crops -> uint8 (B, H, W, 3) photos with them pasted in."""
-        from video_io import resize_frame
+        from media import resize_frame
         width = int(round(feather * (self.box[2] - self.box[0])))
 
         def compose(frames: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ class FrameFace:
 
 def protocol_frame(frame: np.ndarray) -> np.ndarray:
     """uint8 (256, 256, 3): the frame as the protocol scores it."""
-    from video_io import resize_frame
+    from media import resize_frame
     if frame.shape[:2] != PROTOCOL_SIZE:
         frame = resize_frame(frame, PROTOCOL_SIZE)
     return as_uint8(frame)

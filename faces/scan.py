@@ -61,7 +61,7 @@ class Scan:
 
 def shrink_for_detection(frame: np.ndarray, detect_size: int) -> tuple[np.ndarray, float]:
     """(uint8 frame whose longer side is at most detect_size, factor from it back to full size)."""
-    from video_io import resize_frame
+    from media import resize_frame
     h, w = frame.shape[:2]
     if detect_size <= 0 or max(h, w) <= detect_size:
         return as_uint8(frame), 1.0

@@ -1,4 +1,4 @@
-"""Reading and checking configs: the one place where config files are interpreted.
+"""Checking config dicts: each section's keys against the typed constructor that consumes it.
 
 Official config files work unchanged: the model family follows from
 `model_params.common_params` (`num_kp` -> FOMM, `num_tps` -> TPSMM), and each section's keys
@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 from typing import Any, Callable, Iterable
-
-import yaml
 
 
 class ConfigError(ValueError):
@@ -27,25 +24,6 @@ class Config(dict):
 
 def config_path(config: dict) -> str:
     return getattr(config, 'path', '<config dict>')
-
-
-def load_config(path: str) -> Config:
-    """Parse a YAML config and check its model section. Raises ConfigError with one clear line."""
-    if not os.path.isfile(path):
-        raise ConfigError(f'{path}: config file not found')
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        detail = str(e).replace('\n', ' ')
-        raise ConfigError(f'{path}: not a readable YAML config ({detail})') from None
-    if not isinstance(data, dict):
-        raise ConfigError(f'{path}: expected a YAML mapping with model_params, dataset_params, ...; got {type(data).__name__}')
-    config = Config(data)
-    config.path = path
-    from . import family_of_config  # the registry validates the model section it knows how to build
-    family_of_config(config)
-    return config
 
 
 def section(config: dict, dotted: str, required: bool = True) -> Any:

@@ -43,7 +43,7 @@ def heatmap_to_keypoints(heatmap: torch.Tensor) -> torch.Tensor:
 
 def inverse(matrices: torch.Tensor) -> torch.Tensor:
     """Batched matrix inverse (..., N, N). Inside an ONNX export it becomes ONNX Runtime's
-    `com.microsoft.Inverse`, since standard ONNX has no inverse (modules/onnx_export.py)."""
+    `com.microsoft.Inverse`, since standard ONNX has no inverse (deploy/onnx_export.py)."""
     if torch.onnx.is_in_onnx_export():
         return torch.onnx.ops.symbolic('com.microsoft::Inverse', (matrices,), dtype=matrices.dtype,
                                        shape=matrices.shape, version=1)

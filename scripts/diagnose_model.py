@@ -34,8 +34,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from animate import required_networks  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
-from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
+from modules import build_models  # noqa: E402
+from loading import load_config  # noqa: E402
+from loading.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
 from modules.model import family_of  # noqa: E402
 
 UNUSED = ('discriminator', 'avd_network')

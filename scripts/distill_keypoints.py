@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fileio import atomic_path  # noqa: E402
+from media.files import atomic_path  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
-from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix, state_dict_mismatch  # noqa: E402
+from modules import build_models  # noqa: E402
+from loading import load_config  # noqa: E402
+from loading.checkpoint import CheckpointError, ConfigError, _strip_prefix, state_dict_mismatch  # noqa: E402
 from modules.model import family_of  # noqa: E402
 from diagnose_model import load_reconstruction_models  # noqa: E402
 from precise_bn import training_batches  # noqa: E402

@@ -17,8 +17,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fileio import atomic_path  # noqa: E402
-from modules.checkpoint import read_checkpoint  # noqa: E402
+from media.files import atomic_path  # noqa: E402
+from loading.checkpoint import read_checkpoint  # noqa: E402
 
 KEEP = ('kp_detector', 'generator', 'dense_motion_network', 'inpainting_network', 'avd_network')
 

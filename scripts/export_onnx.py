@@ -10,7 +10,7 @@ Writes into --out (batch dimension dynamic, frame size fixed to --img_shape, def
                      tps_weights] -> prediction (B, 3, H, W) in [0, 1]
   avd.onnx           TPSMM with an AVD network: kp_source, kp_driving -> fg_kp
   model.json         family, frame size, keypoint counts and every graph's input and output names
-The TPS solve and relative motion stay outside the graphs: `onnx_steps.py` (NumPy only) has
+The TPS solve and relative motion stay outside the graphs: `deploy/onnx_steps.py` (NumPy only) has
 them; docs/cpu-inference.md shows the whole animation loop with ONNX Runtime alone.
 `--verify` runs every graph in ONNX Runtime on random inputs and prints its largest difference
 from PyTorch. Exit status 2, one line, on a bad config or checkpoint.
@@ -27,10 +27,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from animate import frame_shape_of  # noqa: E402
-from modules import build_models, load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
+from modules import build_models  # noqa: E402
+from loading import load_config  # noqa: E402
+from loading.checkpoint import CheckpointError, ConfigError, load_models  # noqa: E402
 from modules.model import family_of  # noqa: E402
-from modules.onnx_export import export_graph, graph_specs  # noqa: E402
+from deploy.onnx_export import export_graph, graph_specs  # noqa: E402
 
 
 def load(config_path: str, checkpoint_path: str) -> tuple[dict, dict]:
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         path = os.path.join(args.out, f'{spec.name}.onnx')
         export_graph(spec, path)
         print(f'wrote {path} (inputs {", ".join(spec.inputs)}; outputs {", ".join(spec.outputs)})')
-    from fileio import atomic_path
+    from media.files import atomic_path
     with atomic_path(os.path.join(args.out, 'model.json')) as tmp, open(tmp, 'w') as f:
         json.dump(describe(models, frame_size, specs), f, indent=1)
     if args.verify:

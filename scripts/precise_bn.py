@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from diagnose_model import load_reconstruction_models, predict  # noqa: E402
-from fileio import atomic_path  # noqa: E402
+from media.files import atomic_path  # noqa: E402
 from frames_dataset import build_dataset  # noqa: E402
-from modules import load_config  # noqa: E402
-from modules.checkpoint import CheckpointError, ConfigError, _strip_prefix  # noqa: E402
+from loading import load_config  # noqa: E402
+from loading.checkpoint import CheckpointError, ConfigError, _strip_prefix  # noqa: E402
 
 BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 

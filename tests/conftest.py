@@ -6,6 +6,7 @@ official FOMM and TPSMM code); tests that need them skip, saying why, when that 
 from __future__ import annotations
 
 import contextlib
+import functools
 import copy
 import math
 import sys
@@ -21,6 +22,17 @@ CONFIG_DIR = REPO_ROOT / 'config'
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg program bundled with imageio-ffmpeg. The project never runs it (PyAV does
+    all its media work in-process); tests make fixtures with it, a tool independent of the code
+    under test."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
 
 NO_PARITY = f'reference-parity fixtures not found at {PARITY_DIR}'
 

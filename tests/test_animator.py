@@ -48,7 +48,7 @@ def test_animate_mode_reads_use_relative_jacobian(tmp_path, monkeypatch, fomm_mo
     reads them: a key that is absent means False."""
     import animate
     import run
-    import synthetic_data
+    from synthetic import data as synthetic_data
     data = tmp_path / 'data'
     synthetic_data.generate_dataset(str(data), size=64, num_ids=2, videos_per_id=1, frames=3, test_ids=1, seed=0,
                                     progress=False)
@@ -96,7 +96,7 @@ def test_api_accepts_uint8_and_float_alike(tps_animator):
 
 
 def test_api_resizes_any_size_as_the_cli(tps_animator):
-    from video_io import resize_frame, resize_frames
+    from media import resize_frame, resize_frames
     rng = np.random.default_rng(4)
     source, driving = rng.random((150, 120, 3), np.float32), rng.random((3, 90, 110, 3), np.float32)
     big = _animate(tps_animator, source, driving)
@@ -119,7 +119,7 @@ def test_api_says_what_it_was_given(tps_animator, source, message):
 def test_mode_outputs_are_named_without_the_videos_extension(tmp_path, fomm_models, capsys):
     """Reconstruction wrote 'x.mp4.mp4' for a video 'x.mp4'; animate mode wrote silently."""
     import run
-    import synthetic_data
+    from synthetic import data as synthetic_data
     data = tmp_path / 'data'
     synthetic_data.generate_dataset(str(data), size=64, num_ids=2, videos_per_id=1, frames=3, test_ids=1, seed=0,
                                     progress=False, fmt='mp4')

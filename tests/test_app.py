@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason(
 
 def first_frames(path: Path, n: int) -> Path:
     """The first n frames of the real clip, with its audio cut to length."""
-    from video_io import VideoReader, VideoWriter
+    from media import VideoReader, VideoWriter
     src = SAMPLES / 'face-driving.mp4'
     with VideoReader(src) as reader, VideoWriter(path, fps=reader.fps, audio_from=src) as writer:
         for i, frame in enumerate(reader):
@@ -72,7 +72,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='module')
 def inputs(work) -> dict[str, Path]:
-    from video_io import ffmpeg_exe
+    from conftest import ffmpeg_exe
     folder = work / 'inputs'
     folder.mkdir()
     clip16 = first_frames(folder / 'clip16.mp4', 16)
@@ -93,7 +93,7 @@ def long_clip(path: Path, n: int = 240, fps: int = 50) -> Path:
     """n frames of the real clip played forward then back, at `fps`: 4.8 s, under the server's
     limit, yet long enough to animate (about 10 s on a quiet 2-core machine) that Cancel arrives
     while the work runs."""
-    from video_io import VideoReader, VideoWriter
+    from media import VideoReader, VideoWriter
     src = SAMPLES / 'face-driving.mp4'
     with VideoReader(src) as reader:
         frames = list(reader)
@@ -331,7 +331,7 @@ def demo_result(out: Path, source: Path, driving: Path, *options: str) -> Path:
 
 
 def assert_same_video(actual: Path, expected: Path, frames: int, fps: float, audio: bool) -> None:
-    from video_io import VideoReader
+    from media import VideoReader
     with VideoReader(actual) as a, VideoReader(expected) as e:
         assert a.fps == pytest.approx(fps) and a.has_audio == audio
         got, want = np.stack(list(a)), np.stack(list(e))

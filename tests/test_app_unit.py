@@ -84,7 +84,7 @@ def test_session_cancel_and_close(tmp_path):
 
 def test_page_message_of_a_checkpoint_that_does_not_fit():
     """The page gets the first mismatch and the hint, not hundreds of keys; temporary paths shortened."""
-    from modules.checkpoint import CheckpointError
+    from loading.checkpoint import CheckpointError
     page = app.App.__new__(app.App)
     page.root = '/tmp/app-root'
     err = CheckpointError('/tmp/app-root/ab12/x.pth does not fit with config c.yaml:\n  - kp_detector: 336 missing keys\n'

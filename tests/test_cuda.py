@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a C
 
 @pytest.fixture
 def fixture_model():
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     if not PARITY_DIR.is_dir():
         pytest.skip(NO_PARITY)
     name = PARITY_DIR / 'fomm-public'

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import demo  # noqa: E402
-from video_io import VideoReader, VideoWriter, count_frames, ffmpeg_exe, load_image, resize_frame  # noqa: E402
+from conftest import ffmpeg_exe  # noqa: E402
+from media import VideoReader, VideoWriter, count_frames, load_image, resize_frame  # noqa: E402
 
 PARITY = REPO.parent / 'shared' / 'parity'
 FOMM = (PARITY / 'fomm-public.yaml', PARITY / 'fomm-public.pth.tar')
@@ -118,7 +119,8 @@ _MODELS: dict = {}
 
 def networks(family: str) -> dict:
     if family not in _MODELS:
-        from modules import build_models, load_config
+        from modules import build_models
+        from loading import load_config
         config, checkpoint = FOMM if family == 'fomm' else TPS
         models = build_models(load_config(str(config)))
         ckpt = torch.load(str(checkpoint), map_location='cpu', weights_only=True)
@@ -473,7 +475,8 @@ def test_find_best_frame_without_the_model_says_so(capsys, media, tmp_path, monk
 
 @pytest.fixture(scope='module')
 def random_example_checkpoint(tmp_path_factory):
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     torch.manual_seed(0)
     models = build_models(load_config(str(REPO / demo.EXAMPLE_CONFIG)))
     path = tmp_path_factory.mktemp('ckpt') / 'random-example.pth.tar'

@@ -27,7 +27,7 @@ from faces import FaceModelError, load_backend  # noqa: E402
 from faces import backend as backend_module  # noqa: E402
 from faces.boxes import iou  # noqa: E402
 from faces.metrics import FaceMetrics, analyse_frame, protocol_frame  # noqa: E402
-from video_io import VideoReader, VideoWriter, load_image  # noqa: E402
+from media import VideoReader, VideoWriter, load_image  # noqa: E402
 
 
 def quiet(message: str) -> None:
@@ -220,7 +220,7 @@ def test_crop_tool_one_tube_per_shot_on_the_face(raw_videos, tmp_path, capsys, t
 
 def test_crop_tool_face_leaving_and_no_face(clip, tmp_path, capsys):
     import crop_video
-    from video_io import resize_frame
+    from media import resize_frame
     raw = tmp_path / 'raw'
     raw.mkdir()
     faces = [np.rint(resize_frame(f, (FACE, FACE)) * 255).astype(np.uint8) for f in clip[:20]]
@@ -251,7 +251,7 @@ def test_crop_tool_face_leaving_and_no_face(clip, tmp_path, capsys):
 
 @pytest.fixture(scope='module')
 def crop_inputs(clip, photo, tmp_path_factory):
-    from video_io import resize_frame
+    from media import resize_frame
     folder = tmp_path_factory.mktemp('crop')
     canvas = np.empty((420, 560, 3), np.uint8)
     canvas[:] = (30, 80, 150)
@@ -382,8 +382,9 @@ def test_reconstruction_face_metrics_offline(offline_face_alignment, clip, tmp_p
     import logging
     import reconstruction
     from frames_dataset import FramesDataset
-    from modules import build_models, load_config
-    from video_io import resize_frame
+    from modules import build_models
+    from loading import load_config
+    from media import resize_frame
     for part in ('train', 'test'):
         with VideoWriter(str(tmp_path / 'data' / part / f'x#{part}.mp4'), fps=25) as writer:
             writer.write(np.stack([resize_frame(f, (64, 64)) for f in clip[:4]]))
@@ -424,7 +425,7 @@ def test_crop_tool_writes_a_keyframe_every_second(tmp_path):
     import av
     import crop_video
     from tqdm import tqdm
-    from video_io import VideoReader, VideoWriter
+    from media import VideoReader, VideoWriter
     raw = tmp_path / 'raw.mp4'
     frames = np.random.default_rng(0).integers(0, 256, (80, 48, 48, 3), np.uint8)
     with VideoWriter(str(raw), fps=25) as writer:

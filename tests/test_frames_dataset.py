@@ -16,7 +16,8 @@ from skimage.util import img_as_float32
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import frames_dataset as fd  # noqa: E402
-import video_io  # noqa: E402
+import media  # noqa: E402
+from media import decoding, reading  # noqa: E402
 from augmentation import AllAugmentationTransform, UnknownKeyError  # noqa: E402
 from frames_dataset import (DatasetRepeater, FramesDataset, PairedDataset, VideoReadError,  # noqa: E402
                             build_dataset, count_frames, read_frames)
@@ -109,10 +110,10 @@ def test_mp4_partial_decode_stops_after_last_needed_frame(tmp_path, monkeypatch)
     """Random access demuxes from the keyframe before each wanted frame up to (about) that frame."""
     frames = make_frames(0, num_frames=40)
     path = str(tmp_path / 'gop.mp4')
-    with video_io.VideoWriter(path, 25, keyframe_interval=10) as writer:   # keyframes at 0, 10, 20, 30
+    with media.VideoWriter(path, 25, keyframe_interval=10) as writer:   # keyframes at 0, 10, 20, 30
         writer.write(frames)
     packets = []
-    open_video = video_io._open_video
+    open_video = decoding._open_video
 
     class CountingContainer:
         """The real container, counting the packets its demuxer hands out."""
@@ -134,10 +135,10 @@ def test_mp4_partial_decode_stops_after_last_needed_frame(tmp_path, monkeypatch)
                 packets.append(packet.pts)
                 yield packet
 
-    monkeypatch.setattr(video_io, '_open_video', lambda p: (lambda c, s: (CountingContainer(c), s))(*open_video(p)))
+    monkeypatch.setattr(decoding, '_open_video', lambda p: (lambda c, s: (CountingContainer(c), s))(*open_video(p)))
     full = read_frames(path, None, None)
     assert count_frames(path) == 40   # the packet index, built once per file
-    index = video_io._video_index(path)
+    index = decoding._video_index(path)
     starts = [list(index.pts).index(k) for k in index.keyframes]   # x264 adds keyframes at scene cuts
     assert len(starts) >= 4
 
@@ -156,8 +157,8 @@ def test_folder_train_item_reads_only_two_files(tmp_path, monkeypatch):
     write_video(str(tmp_path / 'train' / 'x'), make_frames(0, num_frames=12), 'folder')
     write_video(str(tmp_path / 'test' / 'y'), make_frames(1), 'folder')
     calls = []
-    original = video_io.read_image
-    monkeypatch.setattr(video_io, 'read_image', lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    original = reading.read_image
+    monkeypatch.setattr(reading, 'read_image', lambda *a, **k: calls.append(a[0]) or original(*a, **k))
     ds = FramesDataset(str(tmp_path), frame_shape=(H, W, 3))
     for seed in range(5):
         ds.seed(seed)
@@ -513,8 +514,10 @@ def test_truncated_mp4_in_training_is_said_once_per_file(tmp_path, caplog):
     """A cut-off mp4 trains as a clip of the frames that decode (demo.py refuses it): said once per
     file, also across DataLoader workers (a forked worker sees the parent's note)."""
     import subprocess
+
+    from conftest import ffmpeg_exe
     full = tmp_path / 'full.mp4'
-    subprocess.run([video_io.ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi',
+    subprocess.run([ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi',
                     '-i', 'testsrc=size=32x32:rate=25:duration=2', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-g', '5',
                     '-movflags', '+faststart', str(full)], check=True)   # index first: the start stays decodable
     for split in ('train', 'test'):

@@ -13,7 +13,7 @@ HINT = 'the project is not installed in this environment: run `make venv` or `pi
 
 def test_importable_from_any_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    done = subprocess.run([sys.executable, '-c', 'from animate import Animator; import demo, faces, modules, video_io; '
+    done = subprocess.run([sys.executable, '-c', 'from animate import Animator; import demo, faces, modules, media; '
                            'print(demo.ROOT)'], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f'{HINT}\n{done.stderr}'
     assert Path(done.stdout.strip()) == Path(__file__).resolve().parents[1]     # this checkout, editable
@@ -21,7 +21,7 @@ def test_importable_from_any_folder(tmp_path):
 
 def test_commands_are_installed(tmp_path):
     for command in ('kpanim-demo', 'kpanim-app', 'kpanim-run', 'kpanim-crop-video', 'kpanim-evaluate',
-                    'kpanim-synthetic-data'):
+                    'kpanim-synthetic-data', 'kpanim-prepare-dataset'):
         assert (BIN / command).is_file(), f'{command}: {HINT}'
     done = subprocess.run([str(BIN / 'kpanim-demo'), '--help'], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)

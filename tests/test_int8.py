@@ -74,7 +74,8 @@ def test_int8_fomm_without_jacobians_follows_fp32(cache):
 
 def test_int8_is_refused_off_the_cpu_and_with_compile():
     from animate import Animator
-    from modules import build_models, load_config
+    from modules import build_models
+    from loading import load_config
     config = load_config(str(BUNDLED[0]))
     for kwargs in ({'device': 'meta'}, {'compile': True}):
         with pytest.raises(ValueError, match='int8 runs on the CPU'):

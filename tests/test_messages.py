@@ -11,7 +11,7 @@ import yaml
 
 import demo
 import run
-from modules.checkpoint import CheckpointError, read_checkpoint
+from loading.checkpoint import CheckpointError, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / 'checkpoints' / 'synthetic-tps-64-small.pth.tar'
@@ -82,7 +82,7 @@ def test_img_shape_the_networks_cannot_take(tmp_path, capsys, config, size, mult
 def test_training_without_vgg_weights_is_one_line(tmp_path, capsys, monkeypatch):
     """Offline, torchvision cannot fetch the ImageNet VGG-19: the message naming the ways out is
     the whole output (no "Downloading: ..." line, no traceback), before any run folder is written."""
-    import synthetic_data
+    from synthetic import data as synthetic_data
     import modules.model as model
     data = tmp_path / 'data'
     synthetic_data.generate_dataset(str(data), size=64, num_ids=3, videos_per_id=1, frames=3, test_ids=1, seed=0,

@@ -16,6 +16,7 @@ import torchvision
 import yaml
 
 import modules
+import loading  # noqa: E402
 from modules import losses as L
 from modules.blocks import AntiAliasInterpolation2d
 from modules.dense_motion import TpsDenseMotionNetwork
@@ -24,7 +25,7 @@ from modules.geometry import (apply_tps, fit_tps, heatmap_to_keypoints, keypoint
                               random_tps_kernel_tpsmm, tps_motions)
 from modules.model import (DiscriminatorFullModel, GeneratorFullModel, ImagePyramide, RandomTps, Vgg19,
                            TpsSchedule)
-from motion_transfer import normalize_kp
+from modules.motion_transfer import normalize_kp
 
 from conftest import (CONFIG_DIR, OFFICIAL_CONFIGS, PARITY_CONFIGS, SYNTHETIC_CONFIGS, TINY_CONFIGS,
                       assert_all_finite, config_id, family, random_images, tiny_config)
@@ -64,9 +65,9 @@ def forward_size(config: dict) -> int:
 
 def all_configs():
     """(id, loader) for the official, the synthetic, the shared parity and the inline tiny configs."""
-    cases = [pytest.param(lambda p=p: modules.load_config(str(p)), id=config_id(p))
+    cases = [pytest.param(lambda p=p: loading.load_config(str(p)), id=config_id(p))
              for p in OFFICIAL_CONFIGS + SYNTHETIC_CONFIGS]
-    cases += [pytest.param(lambda p=p: modules.load_config(str(p)), id=config_id(p)) for p in PARITY_CONFIGS]
+    cases += [pytest.param(lambda p=p: loading.load_config(str(p)), id=config_id(p)) for p in PARITY_CONFIGS]
     cases += [pytest.param(lambda n=n: tiny_config(n), id=n) for n in TINY_CONFIGS]
     return cases
 
@@ -195,7 +196,7 @@ def training_cases():
         if family(config) == 'tps':
             tp = config['train_params']
             epochs = sorted({0, tp['dropout_epoch'], tp.get('bg_start', 0)})
-        cases += [pytest.param(lambda p=p: modules.load_config(str(p)), e, id=f'{config_id(p)}-epoch{e}')
+        cases += [pytest.param(lambda p=p: loading.load_config(str(p)), e, id=f'{config_id(p)}-epoch{e}')
                   for e in epochs]
     cases.append(pytest.param(lambda: tiny_config('tiny/fomm'), 0, id='tiny/fomm-epoch0'))
     # tiny/tps: epoch 0 dropout on + background off; epoch 2 dropout off + background on
@@ -296,7 +297,7 @@ def test_tps_dropout_schedule():
 
 @pytest.mark.parametrize('name', ['tiny/fomm', 'fomm/vox-256', 'fomm/mgif-256'])
 def test_fomm_jacobian_is_identity_at_initialisation(name):
-    config = tiny_config(name) if name.startswith('tiny') else modules.load_config(str(CONFIG_DIR / f'{name}.yaml'))
+    config = tiny_config(name) if name.startswith('tiny') else loading.load_config(str(CONFIG_DIR / f'{name}.yaml'))
     torch.manual_seed(3)
     kp_detector = modules.build_models(config)['kp_detector'].eval()
     size = forward_size(config)
@@ -683,7 +684,7 @@ def _write(tmp_path: Path, data, name='bad.yaml') -> str:
 
 
 def _load_and_build(path: str):
-    return modules.build_models(modules.load_config(path))
+    return modules.build_models(loading.load_config(path))
 
 
 @pytest.mark.parametrize('name, marker', [('fomm/vox-256', 'num_kp'), ('tps/vox-256', 'num_tps')])
@@ -692,7 +693,7 @@ def test_config_without_family_marker(tmp_path, name, marker):
     del data['model_params']['common_params'][marker]
     path = _write(tmp_path, data)
     with pytest.raises(modules.ConfigError) as e:
-        modules.load_config(path)
+        loading.load_config(path)
     assert path in str(e.value) and marker in str(e.value)
 
 
@@ -750,7 +751,7 @@ def test_config_with_both_family_markers(tmp_path):
     data['model_params']['common_params']['num_tps'] = 10
     path = _write(tmp_path, data)
     with pytest.raises(modules.ConfigError) as e:
-        modules.load_config(path)
+        loading.load_config(path)
     assert path in str(e.value) and 'num_kp' in str(e.value) and 'num_tps' in str(e.value)
 
 
@@ -768,27 +769,27 @@ def test_config_dense_motion_occlusion_clash_names_the_right_section(tmp_path):
 def test_config_invalid_yaml(tmp_path):
     path = _write(tmp_path, 'model_params:\n  common_params: {num_kp: 10\n  generator_params: [1, 2\n')
     with pytest.raises(modules.ConfigError) as e:
-        modules.load_config(path)
+        loading.load_config(path)
     assert path in str(e.value)
 
 
 def test_config_not_a_mapping(tmp_path):
     path = _write(tmp_path, '- just\n- a list\n')
     with pytest.raises(modules.ConfigError) as e:
-        modules.load_config(path)
+        loading.load_config(path)
     assert path in str(e.value)
 
 
 def test_config_missing_file(tmp_path):
     path = str(tmp_path / 'nope.yaml')
     with pytest.raises(modules.ConfigError) as e:
-        modules.load_config(path)
+        loading.load_config(path)
     assert path in str(e.value)
 
 
 @pytest.mark.parametrize('path', OFFICIAL_CONFIGS, ids=config_id)
 def test_official_configs_load_cleanly(path):
-    config = modules.load_config(str(path))
+    config = loading.load_config(str(path))
     assert config.path == str(path)
     assert modules.family_of_config(config).name == path.parent.name
 
@@ -815,7 +816,7 @@ def test_perceptual_loss_skips_zero_weighted_vgg_layers(random_vgg):
 
 def test_checkpoint_description_reads_the_config_back():
     # the one-line diagnosis of a checkpoint that does not fit states the sizes it was made with
-    from modules.checkpoint import describe_size
+    from loading.checkpoint import describe_size
     config = tiny_config('tiny/fomm')
     models = modules.build_models(config)
     ckpt = {k: m.state_dict() for k, m in models.items()}

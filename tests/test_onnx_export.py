@@ -54,7 +54,7 @@ def err(a, b) -> float:
 
 def generator_feeds(info: dict, source, features, kp_source: dict, kp_driving: dict, bg_param=None) -> dict:
     """The generator graph's inputs, TPS solved by onnx_steps (NumPy), as a user without torch would."""
-    from onnx_steps import fit_tps
+    from deploy.onnx_steps import fit_tps
     feeds = {'source': source}
     if info['family'] == 'fomm':
         feeds['features'] = features[0]
@@ -150,7 +150,7 @@ def test_avd_graph_matches_the_reference(exported):
 
 def test_numpy_tps_solve_matches_torch():
     from modules.geometry import fit_keypoint_tps
-    from onnx_steps import fit_tps
+    from deploy.onnx_steps import fit_tps
     kp_d, kp_s = torch.rand(3, 50, 2) * 2 - 1, torch.rand(3, 50, 2) * 2 - 1
     want = fit_keypoint_tps(kp_d, kp_s)
     got = fit_tps(kp_d.numpy(), kp_s.numpy())

@@ -30,7 +30,8 @@ import yaml
 
 import animate
 import modules
-from modules.checkpoint import load_models
+import loading  # noqa: E402
+from loading.checkpoint import load_models
 from modules.geometry import make_coordinate_grid, random_tps_kernel_fomm, random_tps_kernel_tpsmm
 from modules.model import DiscriminatorFullModel, GeneratorFullModel, ImagePyramide, RandomTps
 
@@ -102,7 +103,7 @@ def _load(path: Path) -> dict:
 def case(request) -> Case:
     name = request.param
     fx = _load(PARITY_DIR / f'{name}.fixture.pt')
-    config = modules.load_config(str(PARITY_DIR / fx['config']))
+    config = loading.load_config(str(PARITY_DIR / fx['config']))
     c = Case(name, fx, config, _load(PARITY_DIR / fx['checkpoint']))
     c.models = c.networks(train=False)
     return c
@@ -161,7 +162,7 @@ def test_legacy_serialisation_loads_the_same(parity_dir):
     legacy, current = _load(legacy_path), _load(zip_path)
     _assert_same_tree(legacy, current, 'checkpoint')
     # and through the project's own loader, into networks
-    config = modules.load_config(str(parity_dir / 'fomm-public.yaml'))
+    config = loading.load_config(str(parity_dir / 'fomm-public.yaml'))
     from_legacy, from_zip = modules.build_models(config), modules.build_models(config)
     load_models(str(legacy_path), from_legacy, config)
     load_models(str(zip_path), from_zip, config)

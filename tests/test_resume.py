@@ -11,7 +11,7 @@ import yaml
 from conftest import CONFIG_DIR, TINY_FOMM
 
 import run
-import synthetic_data
+from synthetic import data as synthetic_data
 
 
 @pytest.fixture(scope='module')

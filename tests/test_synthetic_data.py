@@ -1,4 +1,4 @@
-"""Tests for synthetic_data.py: determinism, layout, shapes and the presence of smooth motion."""
+"""Tests for synthetic/data.py: determinism, layout, shapes and the presence of smooth motion."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from skimage.util import img_as_float32
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from frames_dataset import FramesDataset, read_frames  # noqa: E402
-from synthetic_data import generate_dataset, identity_rng, main, make_video, sample_identity, video_rng  # noqa: E402
+from synthetic.data import generate_dataset, identity_rng, main, make_video, sample_identity, video_rng  # noqa: E402
 
 SIZE, FRAMES = 32, 8
 
@@ -90,7 +90,7 @@ def test_bad_arguments_are_rejected(tmp_path):
 
 
 def test_windowed_rendering_equals_full_frame_rendering(monkeypatch):
-    import synthetic_data
+    from synthetic import data as synthetic_data
 
     windowed = clip(seed=5, identity=2)
     monkeypatch.setattr(synthetic_data, '_part_window', lambda part, size: (slice(0, size), slice(0, size)))

@@ -13,7 +13,7 @@ import yaml
 from conftest import TINY_FOMM, TINY_TPS
 
 import run
-import synthetic_data
+from synthetic import data as synthetic_data
 
 
 @pytest.fixture(scope='module')
@@ -73,9 +73,10 @@ def test_train_checkpoint_and_resume(tmp_path, data_root, base, recwarn):
 
     last = torch.load(os.path.join(run_dir, 'last.pth.tar'), weights_only=True)
     assert last['epoch'] == 1
+    import loading
     import modules
-    from modules.checkpoint import load_models
-    cfg = modules.load_config(config)
+    from loading.checkpoint import load_models
+    cfg = loading.load_config(config)
     load_models(os.path.join(run_dir, 'last.pth.tar'), modules.build_models(cfg), cfg)   # strict, official keys
     opt_key = 'optimizer_generator' if 'num_kp' in base['model_params']['common_params'] else 'optimizer'
     steps_before = max(s['step'] for s in last[opt_key]['state'].values())
@@ -177,6 +178,7 @@ def test_resume_without_optional_networks(tmp_path, data_root, base, absent, cap
 def test_tps_reconstruction_uses_background_motion():
     """TPSMM's reconstruction evaluation adds the background predictor's affine to the motion
     (its demo does not); the Animator's `background=True` must compose the networks exactly so."""
+    import loading
     import modules
     from animate import Animator
     torch.manual_seed(0)
@@ -259,11 +261,12 @@ def _ddp_worker(rank: int, world: int, port: int, config_path: str, out_dir: str
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
+    import loading
     import modules
     import train
     from frames_dataset import build_dataset
     torch.manual_seed(rank)          # different initial weights per rank: the broadcast must fix it
-    config = modules.load_config(config_path)
+    config = loading.load_config(config_path)
     models = modules.build_models(config)
     dataset = build_dataset(config['dataset_params'], is_train=True)
     train.train(config, models, dataset, os.path.join(out_dir, 'log'), torch.device('cpu'),
@@ -290,7 +293,7 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path, data_root, base):
     mp.spawn(_ddp_worker, args=(2, run.free_port(), config, str(tmp_path)), nprocs=2, join=True)
     a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
-    initial = __import__('modules').build_models(__import__('modules').load_config(config))
+    initial = __import__('modules').build_models(__import__('loading').load_config(config))
     changed = False
     for net in a:
         for k in a[net]:
@@ -390,6 +393,7 @@ def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
 @pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
 def test_channels_last_training_step_equals_nchw(base):
     # train.py runs CPU training channels-last for speed; it must be the same step as in NCHW
+    import loading
     import modules
     import train
     config = copy.deepcopy(base)

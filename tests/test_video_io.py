@@ -1,4 +1,4 @@
-"""Tests for video_io: image loading, skimage-equivalent resizing, video reading and writing.
+"""Tests for media/: image loading, skimage-equivalent resizing, video reading and writing.
 
 Media are generated tiny in tmp_path; the real sample clip in ../shared/samples is used where
 noted and the test is skipped (with the reason) when it is absent.
@@ -19,9 +19,10 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import video_io  # noqa: E402
-from video_io import (MediaError, MediaWarning, VideoReader, VideoWriter, count_frames,  # noqa: E402
-                      ffmpeg_exe, load_image, resize_frame, resize_frames)
+import media  # noqa: E402
+from media import (MediaError, MediaWarning, VideoReader, VideoWriter, count_frames,  # noqa: E402
+                   load_image, resize_frame, resize_frames)
+from conftest import ffmpeg_exe  # noqa: E402
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..', 'shared', 'samples')
 SAMPLE_VIDEO = os.path.normpath(os.path.join(SAMPLES, 'face-driving.mp4'))
@@ -500,7 +501,7 @@ def test_writer_fps_is_exact_fraction(tmp_path):
 
 
 def test_module_exports():
-    assert set(video_io.__all__) >= {'MediaError', 'load_image', 'resize_frame', 'VideoReader', 'VideoWriter',
+    assert set(media.__all__) >= {'MediaError', 'load_image', 'resize_frame', 'VideoReader', 'VideoWriter',
                                      'count_frames'}
 
 
@@ -570,14 +571,14 @@ def test_random_access_equals_sequential_decode(tmp_path, kind):
     sequential = np.stack(list(VideoReader(path)))
     assert len(sequential) == 30 == count_frames(path)
     order = np.random.default_rng(0).permutation(30)
-    got = video_io.read_frames(path, order[:20])
+    got = media.read_frames(path, order[:20])
     for i in order[:20]:
         np.testing.assert_array_equal(got[i], sequential[i], err_msg=f'frame {i}')
     reader = VideoReader(path)
     for i in (29, 3, 17):
         np.testing.assert_array_equal(reader.read_frame(i), sequential[i])
     with pytest.raises(IndexError):
-        video_io.read_frames(path, [30])
+        media.read_frames(path, [30])
 
 
 def test_rotation_metadata_matches_a_physically_rotated_clip(tmp_path):
@@ -592,7 +593,7 @@ def test_rotation_metadata_matches_a_physically_rotated_clip(tmp_path):
     assert np.abs(got.astype(float) - want).mean() < 3                             # same picture, up to coding
     assert np.abs(got.astype(float) - np.rot90(want, 2, axes=(1, 2))).mean() > 20  # the wrong way differs
     np.testing.assert_array_equal(got, np.rot90(np.stack(list(VideoReader(plain))), 1, axes=(1, 2)))
-    np.testing.assert_array_equal(video_io.read_frames(rotated, [3])[3], got[3])  # random access too
+    np.testing.assert_array_equal(media.read_frames(rotated, [3])[3], got[3])  # random access too
 
 
 def test_audio_reencoded_to_aac_when_mp4_cannot_hold_it(tmp_path):

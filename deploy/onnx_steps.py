@@ -1,6 +1,6 @@
 """The small steps of animation that stay outside the exported ONNX graphs, in NumPy alone.
 
-`scripts/export_onnx.py` writes the networks as ONNX graphs (modules/onnx_export.py). Two steps
+`scripts/export_onnx.py` writes the networks as ONNX graphs (deploy/onnx_export.py). Two steps
 are not in them, both a few hundred numbers per frame:
   * TPSMM's TPS solve: one (N+3)x(N+3) linear system per keypoint group (8x8 for 5 points),
     `fit_tps` below; the generator graph takes its result as `tps_affine`, `tps_weights`.

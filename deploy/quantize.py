@@ -3,7 +3,7 @@
 `Animator(precision='int8')` (animate.py) runs the keypoint detector, the source encoder, the
 keypoint maths (relative motion, TPS solve) and the AVD network in fp32 PyTorch, and hands
 every driving frame's dense motion + generator to ONNX Runtime: the graph of
-modules/onnx_export.py with its convolutions quantized to int8 (QDQ format, post-training static
+deploy/onnx_export.py with its convolutions quantized to int8 (QDQ format, post-training static
 quantization, per-channel symmetric int8 weights, asymmetric uint8 activations). Everything that
 is not a convolution (grid_sample, softmax, normalisation, the TPS evaluation, sigmoid) stays
 fp32 inside the graph. Activation ranges come from calibration: the generator's inputs for the
@@ -84,7 +84,7 @@ def feeds_hash(feeds: Sequence[dict[str, np.ndarray]], settings: dict) -> str:
 
 
 def export_generator(models: dict, frame_size: tuple[int, int], path: str) -> None:
-    """Export the generator graph (modules/onnx_export.py) to `path` unless it is there."""
+    """Export the generator graph (deploy/onnx_export.py) to `path` unless it is there."""
     from .onnx_export import export_graph, graph_specs
     if os.path.exists(path):
         return
@@ -107,7 +107,7 @@ def quantize(fp32_path: str, out_path: str, feeds: Sequence[dict[str, np.ndarray
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from fileio import atomic_path
+    from media.files import atomic_path
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -145,9 +145,9 @@ def session(path: str, threads: int | None = None):
 
 def generator_feeds(family: str, source: torch.Tensor, features, kp_source: dict, kp_driving: dict,
                     bg_param: torch.Tensor | None = None, points_per_tps: int = 5) -> dict[str, np.ndarray]:
-    """The generator graph's inputs (names as in modules/onnx_export.py) for one batch; every
+    """The generator graph's inputs (names as in deploy/onnx_export.py) for one batch; every
     tensor is (B, ...) with the same B. TPSMM's TPS systems are solved here, in fp32 torch."""
-    from .geometry import fit_keypoint_tps
+    from modules.geometry import fit_keypoint_tps
     from .onnx_export import kp_names
 
     def arr(t: torch.Tensor) -> np.ndarray:

@@ -14,7 +14,7 @@ import zipfile
 import torch
 from torch import nn
 
-from .config import ConfigError, config_path
+from modules.config import ConfigError, config_path
 
 
 class CheckpointError(RuntimeError):
@@ -131,7 +131,8 @@ def describe_size(ckpt: dict) -> str:
 def matching_configs(ckpt: dict, config_dir: str | None = None) -> list[str]:
     """Bundled configs whose networks have exactly the checkpoint's parameter shapes (built on the
     meta device: no memory, no compute)."""
-    from . import build_models
+    from modules import build_models
+
     from .config import load_config
     config_dir = config_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
     fits = []

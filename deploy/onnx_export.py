@@ -17,7 +17,7 @@ animate.py); the exported graphs follow that split so ONNX Runtime alone can ani
 (TPSMM): the keypoint heatmaps, the candidate motions, grid_sample and the decoder all run in
 the graph. The small matrix inverses (FOMM's 2x2 jacobians, TPSMM's 8x8 TPS systems, a few
 hundred numbers per frame) are ONNX Runtime's `com.microsoft.Inverse` operator, since the ONNX
-standard has no inverse. Relative motion (`motion_transfer.normalize_kp`, a convex hull per
+standard has no inverse. Relative motion (`modules.motion_transfer.normalize_kp`, a convex hull per
 video) stays outside, in NumPy/torch, as it needs SciPy once per video.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .geometry import fit_keypoint_tps
+from modules.geometry import fit_keypoint_tps
 
 OPSET = 18
 
@@ -125,7 +125,7 @@ class GraphSpec:
 
 def graph_specs(models: dict, frame_size: tuple[int, int], batch: int = 2) -> list[GraphSpec]:
     """The graphs of a family (see the module docstring), with example inputs of `batch` frames."""
-    from .model import family_of
+    from modules.model import family_of
     h, w = frame_size
     image = torch.rand(batch, 3, h, w)
     kp_detector = models['kp_detector'].eval()
@@ -170,7 +170,7 @@ def _takes_varargs(module: nn.Module) -> bool:
 
 def export_graph(spec: GraphSpec, path: str) -> None:
     """Write one graph to `path` (atomically) with the batch dimension dynamic."""
-    from fileio import atomic_path
+    from media.files import atomic_path
     batch = torch.export.Dim('batch', min=1)
     args = tuple(spec.inputs.values())
     # Every wrapper's forward is `forward(self, *inputs)`, so one tuple describes all inputs.
@@ -186,7 +186,7 @@ def export_graph(spec: GraphSpec, path: str) -> None:
 def name_nodes_by_module(path: str) -> None:
     """Rename the graph's nodes after the modules that made them ('generator.final/conv2d'
     instead of 'node_conv2d_41'), from the exporter's name-scope metadata, so that a layer can
-    be named (e.g. to keep it out of int8 quantization, modules/quantize.py)."""
+    be named (e.g. to keep it out of int8 quantization, deploy/quantize.py)."""
     import onnx
     model = onnx.load(path)
     used = set()

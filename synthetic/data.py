@@ -11,7 +11,7 @@ deformable parts moving independently over a static background, with textures at
 parts so that their motion is visible in the pixels. Shapes are defined in normalised
 coordinates ([-1, 1] across the frame), so `--size 64` and `--size 256` show the same videos.
 
-    python synthetic_data.py --out data/synthetic --size 64 --num_ids 8 --videos_per_id 4 \\
+    python -m synthetic --out data/synthetic --size 64 --num_ids 8 --videos_per_id 4 \\
         --frames 32 --test_ids 2 --seed 0 [--format png|mp4]
 
 writes OUT/train/id000#000/0000.png ... (held-out identities under OUT/test/), or
@@ -30,8 +30,8 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fileio import atomic_dir
-from video_io import VideoWriter, write_image
+from media.files import atomic_dir
+from media import VideoWriter, write_image
 
 __all__ = [
     'Background',

@@ -1,0 +1,5 @@
+import sys
+
+from synthetic.data import main
+
+sys.exit(main())
