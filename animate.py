@@ -389,7 +389,14 @@ def video_stem(name: str) -> str:
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Rounded, as scikit-image's img_as_ubyte, which both references' demo.py write with."""
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+
+def to_uint8_truncated(frames: np.ndarray) -> np.ndarray:
+    """Truncated, as both references' reconstruction and animate modes write their PNG strips
+    (`(255 * x).astype(np.uint8)`): the strips pose-evaluation scores."""
+    return (np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
 def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mode: str = 'relative',
@@ -424,12 +431,15 @@ def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mo
 def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str,
                     find_best_frame: bool = False, face_backend: str = 'auto') -> None:
     """run.py --mode animate: animate PairedDataset pairs (pairs_list csv or random pairs) with
-    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format>.
+    the config's animate_params, writing <log_dir>/animation/<driving>-<source>.<format> (the
+    predicted video) and animation/png/<driving>-<source>.png (its frames side by side), both
+    truncated to 8 bits as the reference writes them.
     `find_best_frame` (relative motion): the reference frame of each pair is the driving frame
     whose face landmarks best match the source's (face backend `face_backend`)."""
     from frames_dataset import PairedDataset, build_dataset
     from loading.checkpoint import load_models
-    from media import VideoWriter
+    from media import VideoWriter, write_image
+    from media.files import atomic_path
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
@@ -444,7 +454,7 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     family_mode = 'relative' if norm['use_relative_movement'] else 'standard'
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
     out_dir = os.path.join(log_dir, 'animation')
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     landmarks = None
     if find_best_frame and family_mode == 'relative':
         from faces import landmark_function, load_backend
@@ -454,12 +464,17 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
         source = np.transpose(pair['source_video'], (1, 2, 3, 0))[0]
         initial = best_reference_frame(source, driving, landmarks, pair['source_name']) if landmarks else None
         batches = (driving[i:i + 16] for i in range(0, len(driving), 16))
-        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}{params.get('format', '.mp4')}"
-        with VideoWriter(os.path.join(out_dir, name), fps=25) as writer:
+        name = f"{video_stem(pair['driving_name'])}-{video_stem(pair['source_name'])}"
+        strip = []
+        with VideoWriter(os.path.join(out_dir, name + params.get('format', '.mp4')), fps=25) as writer:
             for frames in animator.animate(source, batches, family_mode, norm['adapt_movement_scale'],
                                            initial=initial, relative_jacobian=norm['use_relative_jacobian'],
                                            size=driving.shape[1:3]):
-                writer.write(to_uint8(frames))
+                frames = to_uint8_truncated(frames)         # (B, H, W, 3)
+                writer.write(frames)
+                strip += list(frames)
+        with atomic_path(os.path.join(out_dir, 'png', name + '.png')) as tmp:
+            write_image(tmp, np.concatenate(strip, axis=1))
     print(f'wrote {len(dataset)} animations ({params.get("format", ".mp4")}, {family_mode} motion) to {out_dir}')
 
 

@@ -33,6 +33,8 @@ Options
                           Gradio's queue, which shows their place. Live streams have their own
                           limit of N.
   --max_video_seconds S   longest driving video accepted (default 120)
+  --detector D            dlib's face detector for "Crop the face": as demo.py --detector (hog,
+                          the default, looks again at 2x and 4x size where it finds no face)
 
 Files: everything the app writes is under one temporary folder (printed at start), removed on
 exit: Gradio's upload cache (files older than an hour are pruned every 30 minutes) and one folder
@@ -350,8 +352,9 @@ def square_crop(frame: np.ndarray) -> np.ndarray:
 
 class App:
     def __init__(self, served: ModelFiles, root: str, device, max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS,
-                 concurrency: int = DEFAULT_CONCURRENCY, precision: str = 'fp32'):
+                 concurrency: int = DEFAULT_CONCURRENCY, precision: str = 'fp32', detector: str = 'hog'):
         self.root = root
+        self.detector = detector
         self.device = device
         self.max_video_seconds = max_video_seconds
         self.concurrency = concurrency
@@ -490,7 +493,8 @@ class App:
         result = os.path.join(job.folder, 'result.mp4')
         argv = ['--config', files.config, '--checkpoint', files.checkpoint, '--source_image', source_path,
                 '--driving_video', driving_path, '--result_video', result, '--device', str(self.device),
-                '--precision', self.precision, '--quiet', *options.demo_argv(animator.family)]
+                '--precision', self.precision, '--detector', self.detector, '--quiet',
+                *options.demo_argv(animator.family)]
         args = demo.parse_args(argv)
         total = reader.num_frames or reader.estimated_num_frames or 0
         limit = int(self.max_video_seconds * reader.fps) + 1
@@ -710,6 +714,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--concurrency', type=int, default=DEFAULT_CONCURRENCY, help='animations processed at once')
     p.add_argument('--max_video_seconds', type=float, default=DEFAULT_MAX_VIDEO_SECONDS,
                    help='longest driving video accepted, in seconds')
+    p.add_argument('--detector', choices=demo.DETECTOR_CHOICES, default='hog', help=demo.DETECTOR_HELP)
     return p.parse_args(argv)
 
 
@@ -732,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             device = demo.resolve_device(argparse.Namespace(cpu=False, device=args.device))
             demo.check_precision(args.precision, device, compile=False)
             app = App(ModelFiles(args.config, args.checkpoint), root, device, args.max_video_seconds,
-                      args.concurrency, args.precision)
+                      args.concurrency, args.precision, args.detector)
         except (*USER_ERRORS, AppError) as err:
             print(f'error: {demo.one_line(err)}', file=sys.stderr)
             return 2

@@ -2,13 +2,14 @@
 
     python crop_video.py --inp raw/ --out data/my-faces [--image_shape 256,256] [--increase 0.1]
         [--min_frames 64] [--min_size 256] [--stride 5] [--track fixed|smooth] [--format mp4|png]
-        [--test_ids alice,bob | --test_fraction 0.2] [--id_regex '^(?P<id>[^_]+)_']
+        [--test_ids alice,bob | --test_fraction 0.2] [--id_regex '^(?P<id>[^_]+)_'] [--preset fomm]
 
 Any size, frame rate and length; several faces; cuts. For every video:
 
 1. One decode: shot cuts on every frame (colour histograms), faces on every `--stride`-th frame
    of each shot and on its last frame, in batches of `--batch_size` (frames shrunk to
-   `--detect_size` for the detector).
+   `--detect_size` for the detector; with `--detector hog`, the default, a frame without a face is
+   looked at again at 2x and 4x that size, unless only faces under `--min_size` could be found).
 2. Detections are linked into tubes by IoU (`--iou`); a tube ends at a cut or when its face is not
    found (`--max_missed` detection frames in a row); with a fixed box also when the face has left
    its first box (IoU below `--iou_with_initial`, FOMM's rule). Tubes shorter than `--min_frames`
@@ -28,6 +29,19 @@ cut can be reproduced; OUT/skipped.csv lists dropped tubes and videos without a 
 reason. Writes are atomic; a re-run skips videos already done with the same options, and clips
 already written. The result trains with `run.py` unchanged (dataset_params.root_dir: OUT).
 Face backend: `--face_backend auto|face-alignment|dlib` (see docs/faces.md).
+
+`--preset fomm`: FOMM's crop-video.py's rules instead (every frame; a tube follows its first box
+and ends on the first frame without its face; cuts not seen; kept when end - start > 150, written
+from start to end - 1 as its ffmpeg command cuts; any face size; the box cut at the frame edge).
+
+`--target body` cuts clips of whole persons instead (Tai-Chi-style data sets), with the person
+tubes of video-preprocessing's crop_taichi.py (bodies/tubes.py, docs/bodies.md): persons found by
+MediaPipe's BlazePose (whole: head and feet seen; at least --min_person of the frame height), one
+fixed square box per tube (the first person box enlarged by --increase, default 0.05), a tube
+ending when its person leaves that box, another person walks into it, the camera moves
+(--camera_motion) or the shot cuts;
+--min_frames (default 128) and --min_size on the box's side; boxes at the frame edge are moved
+inside (--edge shift).
 """
 from __future__ import annotations
 
@@ -49,8 +63,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from faces.backend import BACKEND_CHOICES, FaceModelError, load_backend  # noqa: E402
-from faces.boxes import EDGE_MODES, crop_resized, fit_box, outside_fraction, smooth_track, square_box  # noqa: E402
+from bodies.backend import BodyModelError  # noqa: E402
+from faces.backend import BACKEND_CHOICES, DETECTOR_CHOICES, DETECTOR_HELP, FaceModelError, load_backend  # noqa: E402
+from faces.boxes import (EDGE_MODES, crop_resized, fit_box, fomm_box, outside_fraction, smooth_track,  # noqa: E402
+                         square_box)
 from faces.scan import scan_video  # noqa: E402
 from faces.tubes import Tube  # noqa: E402
 from media.files import atomic_path  # noqa: E402
@@ -61,6 +77,12 @@ MANIFEST_FIELDS = ('name', 'partition', 'id', 'source', 'start_frame', 'end_fram
                    'fps', 'source_width', 'source_height', 'x0', 'y0', 'x1', 'y1', 'outside', 'track', 'edge',
                    'face_backend', 'options')
 SKIPPED_FIELDS = ('source', 'start_frame', 'end_frame', 'reason', 'options')
+# --preset fomm: FOMM's crop-video.py (first-order-model). It keeps a tube when end - start > 150
+# (its --min_frames 150; at least 152 frames with a face) and its ffmpeg command (-ss start/fps
+# -t (end - start)/fps) cuts frames start..end-1: clips of at least 151 frames. It looks at every
+# frame, shrunk to 640 px, keeps faces of any size and clips the box at the frame edge.
+FOMM_PRESET = {'min_frames': 151, 'max_frames': 0, 'min_size': 0, 'increase': 0.1, 'track': 'fixed', 'edge': 'clip',
+               'stride': 1, 'detect_size': 640, 'iou_with_initial': 0.25, 'max_missed': 0}
 
 
 class CropError(Exception):
@@ -81,16 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--inp', nargs='+', required=True, metavar='PATH', help='video files and/or folders of them')
     p.add_argument('--out', required=True, help='output data set folder (train/, test/, manifest.csv)')
+    p.add_argument('--preset', choices=('fomm',), default=None,
+                   help="fomm: FOMM crop-video.py's rules (every frame, a tube follows its first box, clips of at "
+                        "least 151 frames, any face size, the box cut at the frame edge); options given beside "
+                        "it override its defaults")
     p.add_argument('--image_shape', type=parse_shape, default=(256, 256), metavar='H,W', help='clip size (256,256)')
-    p.add_argument('--increase', type=float, default=0.1, help='enlarge the face box by this share per side (0.1)')
-    p.add_argument('--min_frames', type=int, default=64, help='drop tubes shorter than this (64)')
+    p.add_argument('--target', choices=('face', 'body'), default='face',
+                   help='face clips (default) or whole-person clips (crop_taichi.py rules, docs/bodies.md)')
+    p.add_argument('--increase', type=float, default=None,
+                   help='enlarge the face box by this share per side (0.1; --target body: 0.05)')
+    p.add_argument('--min_frames', type=int, default=None, help='drop tubes shorter than this (64; --target body: 128)')
     p.add_argument('--max_frames', type=int, default=0, help='split tubes longer than this (0: never)')
     p.add_argument('--min_size', type=int, default=256,
                    help="drop tubes whose face box's longer side (union over the tube, source pixels) is smaller (256)")
     p.add_argument('--track', choices=('fixed', 'smooth'), default='fixed',
                    help='fixed: one box per tube (union); smooth: a box following the face')
     p.add_argument('--smooth', type=float, default=0.3, metavar='SECONDS', help='--track smooth: Gaussian sigma (0.3)')
-    p.add_argument('--edge', choices=EDGE_MODES, default='pad', help='at the frame edge: pad | shift | clip (pad)')
+    p.add_argument('--edge', choices=EDGE_MODES, default=None,
+                   help='at the frame edge: pad | shift | clip (pad; --target body: shift)')
     p.add_argument('--format', choices=('mp4', 'png'), default='mp4', help='clip files (mp4) or PNG frame folders')
     p.add_argument('--test_ids', default=None, help='comma-separated ids that go to test/')
     p.add_argument('--test_fraction', type=float, default=0.2, help='share of ids for test/ without --test_ids (0.2)')
@@ -98,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--id_regex', default=None, help="regex on the file name; group 'id' (or 1) is the identity")
     d = p.add_argument_group('detection')
     d.add_argument('--face_backend', choices=BACKEND_CHOICES, default='auto')
-    d.add_argument('--detector', choices=('hog', 'mmod'), default='hog', help='dlib detector (hog: fast; mmod: CNN)')
+    d.add_argument('--detector', choices=DETECTOR_CHOICES, default='hog', help=DETECTOR_HELP)
     d.add_argument('--device', default='cpu', help='torch device of the face-alignment backend')
     d.add_argument('--stride', type=int, default=5, help='detect faces on every N-th frame (5)')
     d.add_argument('--batch_size', type=int, default=16, help='frames per detector call (16)')
@@ -108,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--track fixed: end a tube when the face's IoU with its first box falls below (0.25)")
     d.add_argument('--max_missed', type=int, default=0, help='detection frames a face may be missed in a tube (0)')
     d.add_argument('--cut_threshold', type=float, default=0.5, help='histogram distance of a cut, 0..1 (0.5)')
+    d.add_argument('--min_person', type=float, default=0.1,
+                   help='--target body: drop persons shorter than this share of the frame height (0.1)')
+    d.add_argument('--camera_motion', type=float, default=1.0, metavar='PX',
+                   help='--target body: end every tube where the camera moves this many pixels or more between '
+                        'two frames at 256x256 (crop_taichi: 1); 0: never')
+    d.add_argument('--no_tiles', action='store_true',
+                   help='--target body: look at the whole frame only (default: also at overlapping square tiles '
+                        'of a wide frame, where BlazePose finds small persons)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
@@ -161,8 +199,13 @@ def options_signature(args, source: str) -> str:
     """A short hash of everything that decides the clips of `source`."""
     keys = ('image_shape', 'increase', 'min_frames', 'max_frames', 'min_size', 'track', 'smooth', 'edge', 'format',
             'detector', 'stride', 'detect_size', 'iou', 'iou_with_initial', 'max_missed', 'cut_threshold')
+    if args.target == 'body':       # (face signatures stay as they were: re-runs skip finished videos)
+        keys += ('target', 'min_person', 'no_tiles', 'camera_motion')
     stat = os.stat(source)
-    blob = json.dumps([[k, getattr(args, k)] for k in keys] + [stat.st_size, int(stat.st_mtime)], default=str)
+    values = [[k, getattr(args, k)] for k in keys] + ([['preset', args.preset]] if args.preset else [])
+    if args.target == 'face' and args.detector == 'hog':
+        values[keys.index('detector')][1] += '+retry'       # 'hog' looked once before
+    blob = json.dumps(values + [stat.st_size, int(stat.st_mtime)], default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -183,14 +226,24 @@ class Clip:
         return np.concatenate([self.boxes[:, :2].min(axis=0), self.boxes[:, 2:].max(axis=0)])
 
 
-def split_long(tube: Tube, max_frames: int) -> list[tuple[int, int]]:
-    if max_frames <= 0 or tube.num_frames <= max_frames:
-        return [(tube.start, tube.end)]
-    return [(s, min(s + max_frames - 1, tube.end)) for s in range(tube.start, tube.end + 1, max_frames)]
+def split_long(first: int, last: int, max_frames: int) -> list[tuple[int, int]]:
+    if max_frames <= 0 or last - first + 1 <= max_frames:
+        return [(first, last)]
+    return [(s, min(s + max_frames - 1, last)) for s in range(first, last + 1, max_frames)]
+
+
+def clip_range(tube: Tube, args) -> tuple[int, int]:
+    """First and last frame (inclusive) written for a tube: all of it, or with --preset fomm the
+    frames crop-video's ffmpeg command cuts (its last frame left out)."""
+    return (tube.start, tube.end - 1) if args.preset == 'fomm' else (tube.start, tube.end)
 
 
 def crop_boxes(tube: Tube, start: int, end: int, width: int, height: int, fps: float, args) -> np.ndarray:
     """(end - start + 1, 4) integer crop boxes for frames start..end of a tube."""
+    if args.target == 'body':       # crop_taichi: the box fixed when the tube began (bodies/tubes.py)
+        return np.repeat(fit_box(tube.region, width, height, args.edge)[None], end - start + 1, axis=0)
+    if args.preset == 'fomm':
+        return np.repeat(fomm_box(tube.union(), args.increase, width, height)[None], end - start + 1, axis=0)
     if args.track == 'fixed':
         box = fit_box(square_box(tube.union(), args.increase), width, height, args.edge)
         return np.repeat(box[None], end - start + 1, axis=0)
@@ -208,13 +261,15 @@ def plan_clips(tubes: list[Tube], width: int, height: int, fps: float, prefix: s
     for tube in tubes:
         union = tube.union()
         size = max(union[2] - union[0], union[3] - union[1])
-        if tube.num_frames < args.min_frames:
-            dropped.append((tube.start, tube.end, f'{tube.num_frames} frames < --min_frames {args.min_frames}'))
+        first, last = clip_range(tube, args)
+        if last - first + 1 < args.min_frames:
+            dropped.append((tube.start, tube.end, f'{last - first + 1} frames < --min_frames {args.min_frames}'))
             continue
         if size < args.min_size:
-            dropped.append((tube.start, tube.end, f'face {size:.0f} px < --min_size {args.min_size}'))
+            what = 'face' if args.target == 'face' else 'person box'
+            dropped.append((tube.start, tube.end, f'{what} {size:.0f} px < --min_size {args.min_size}'))
             continue
-        for start, end in split_long(tube, args.max_frames):
+        for start, end in split_long(first, last, args.max_frames):
             if end - start + 1 < args.min_frames:
                 dropped.append((start, end, f'{end - start + 1} frames (tail of a split) < --min_frames'))
                 continue
@@ -320,20 +375,29 @@ def process_video(source: str, backend, partition: str, ident: str, video: str, 
     """Scan, plan and write one video; returns (manifest rows, skipped rows, one-line summary)."""
     reader = VideoReader(source)
     name = os.path.basename(source)
+    frames = reader
+    if args.target == 'body':
+        from bodies.tubes import CameraMotion
+        frames = CameraMotion(reader, args.camera_motion)
     with progress(reader.estimated_num_frames, f'scan {name}', args.quiet) as bar:
-        scan = scan_video(reader, backend, stride=args.stride, batch_size=args.batch_size,
-                          detect_size=args.detect_size, cut_threshold=args.cut_threshold,
+        scan = scan_video(frames, backend, stride=args.stride, batch_size=args.batch_size,
+                          detect_size=args.detect_size, cut_threshold=args.cut_threshold, min_face=args.min_size,
                           on_frame=lambda: bar.update(1))
-    tubes = scan.tubes(args.iou, args.iou_with_initial if args.track == 'fixed' else None, args.max_missed)
+    if args.target == 'body':
+        from bodies.tubes import person_tubes
+        tubes = person_tubes(scan, args.increase, frames.moving)
+    else:
+        tubes = scan.tubes(args.iou, args.iou_with_initial if args.track == 'fixed' else None, args.max_missed,
+                           rule='fomm' if args.preset == 'fomm' else 'ours')
     clips, dropped = plan_clips(tubes, scan.width, scan.height, reader.fps, f'{ident}#{video}', partition, args)
     skipped = [{'source': source, 'start_frame': s, 'end_frame': e, 'reason': why, 'options': signature}
                for s, e, why in dropped]
     if not tubes:
         looked = len(scan.detections)
         skipped.append({'source': source, 'start_frame': 0, 'end_frame': scan.num_frames - 1,
-                        'reason': 'no face', 'options': signature})
-        return [], skipped, (f'note: {source}: no face found (looked at {looked} of {scan.num_frames} frames with '
-                             f'{backend.name}); nothing written')
+                        'reason': f'no {what_of(args)}', 'options': signature})
+        return [], skipped, (f'note: {source}: no {what_of(args)} found (looked at {looked} of {scan.num_frames} '
+                             f'frames with {backend.name}); nothing written')
     pending = [c for c in clips if not os.path.exists(clip_path(args.out, c, args.format))]
     if pending:
         with progress(max(c.end for c in pending) + 1, f'crop {name}', args.quiet) as bar:
@@ -347,12 +411,42 @@ def process_video(source: str, backend, partition: str, ident: str, video: str, 
                            f'{len(clips)} clip(s) to {partition}/{why}')
 
 
+def what_of(args) -> str:
+    return 'face' if args.target == 'face' else 'whole person'
+
+
+def apply_target_defaults(args) -> None:
+    """Options left unset take the target's defaults: FOMM's crop-video for faces, crop_taichi.py's
+    for bodies (--increase 0.05, --min_frames 128, boxes moved inside the frame)."""
+    face = args.target == 'face'
+    for name, face_default, body_default in (('increase', 0.1, 0.05), ('min_frames', 64, 128), ('edge', 'pad', 'shift')):
+        if getattr(args, name) is None:
+            setattr(args, name, face_default if face else body_default)
+    if not face and args.track != 'fixed':
+        raise CropError('--target body crops each tube with one fixed box (crop_taichi.py); drop --track smooth')
+    if not 0 <= args.min_person < 1:
+        raise CropError(f'--min_person {args.min_person}: must be in [0, 1)')
+
+
+def load_detector(args):
+    """The face backend, or for --target body the person detector (bodies/)."""
+    if args.target == 'face':
+        return load_backend(args.face_backend, args.device, detector=args.detector)
+    from bodies import load_backend as load_body_backend
+    from bodies.tubes import PersonFilter
+    return PersonFilter(load_body_backend(use_tiles=not args.no_tiles), args.min_person)
+
+
 def check_args(args) -> None:
+    apply_target_defaults(args)
     for name in ('stride', 'batch_size', 'min_frames'):
         if getattr(args, name) < 1:
             raise CropError(f'--{name} {getattr(args, name)}: must be at least 1')
     if args.increase < 0 or not 0 <= args.test_fraction < 1:
         raise CropError('--increase must be >= 0 and --test_fraction in [0, 1)')
+    if args.preset == 'fomm' and (args.target, args.track, args.edge, args.max_missed) != ('face', 'fixed', 'clip', 0):
+        raise CropError("--preset fomm follows crop-video.py's rules: one box per tube cut at the frame edge, a tube "
+                        'ends on the first frame without its face; drop --target, --track, --edge and --max_missed')
     if args.id_regex:
         try:
             re.compile(args.id_regex)
@@ -365,7 +459,7 @@ def run(args) -> int:
     sources = list_inputs(args.inp)
     idents = {s: identity_of(s, args.id_regex) for s in sources}
     test = test_identities([i for i, _ in idents.values()], args)
-    backend = load_backend(args.face_backend, args.device, detector=args.detector)
+    backend = load_detector(args)
     manifest_path, skipped_path = os.path.join(args.out, 'manifest.csv'), os.path.join(args.out, 'skipped.csv')
     manifest, skipped = read_csv(manifest_path), read_csv(skipped_path)
     written = failed = 0
@@ -406,14 +500,24 @@ def iter_progress(items: list[str], quiet: bool) -> Iterator[str]:
     yield from tqdm(items, desc='videos', unit='video', disable=True if quiet or len(items) < 2 else None)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; --preset sets its defaults first, so options given beside it win."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset == 'fomm':
+        parser.set_defaults(**FOMM_PRESET)
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter('always', MediaWarning)
         warnings.showwarning = lambda message, *a, **k: print(f'note: {message}', file=sys.stderr)
         try:
             return run(args)
-        except (CropError, FaceModelError, MediaError) as err:
+        except (CropError, FaceModelError, BodyModelError, MediaError) as err:
             print(f'error: {err}', file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -52,9 +52,16 @@ Faces (docs/faces.md)
                           stay the photo's. The driving video is cropped to its face with a box
                           that follows it, smoothed; where the face is lost the box is held. The
                           result has the photo's size, or --result_size H,W.
-  --crop_increase X       share of the face box added on each side (default 0.45: VoxCeleb framing).
+  --crop_increase X       share of the face box added on each side (default 0.45: VoxCeleb framing;
+                          bodies: 0.1 of the person box).
+  --crop_target T         auto (default: body for a Tai-Chi, TED or fashion config, else face) | face
+                          | body: --crop crops the largest person of the photo (MediaPipe BlazePose,
+                          offline; docs/bodies.md) and follows the driving person instead of faces.
   --face_backend B        auto (default: face-alignment when its model loads, else dlib, offline)
                           | face-alignment | dlib: faces for --crop and --find_best_frame.
+  --detector D            dlib's face detector for --crop: hog (default; frames without a face are
+                          looked at again at 2x and 4x size, for faces down to ~40 px) | hog-once
+                          (one pass, faster) | mmod (CNN, seconds a frame on a CPU).
 
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
@@ -117,7 +124,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from loading.checkpoint import CheckpointError  # noqa: E402
-from faces.backend import FaceModelError, NoFaceError  # noqa: E402
+from bodies.backend import BodyModelError, NoBodyError  # noqa: E402
+from faces.backend import DETECTOR_CHOICES, DETECTOR_HELP, FaceModelError, NoFaceError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from media import MediaError, MediaWarning, VideoReader, VideoWriter, load_image  # noqa: E402
 from animation import DemoError, find_best_frame, load_landmark_detector, normalize_landmarks, one_line  # noqa: E402,F401
@@ -164,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument('--result_size', default=None, metavar='H,W', help='--crop: output size (default: the photo\'s)')
     fa.add_argument('--crop_increase', type=float, default=None, metavar='X',
                     help='--crop: enlarge the face box by this share per side (default 0.45, VoxCeleb framing)')
+    fa.add_argument('--crop_target', choices=('auto', 'face', 'body'), default='auto',
+                    help='--crop: face or whole person (auto: body for Tai-Chi/TED/fashion configs)')
     fa.add_argument('--face_backend', choices=('auto', 'face-alignment', 'dlib'), default='auto',
                     help='faces for --crop and --find_best_frame (auto: face-alignment if it loads, else dlib)')
+    fa.add_argument('--detector', choices=DETECTOR_CHOICES, default='hog', help=DETECTOR_HELP)
     co = p.add_argument_group('compute')
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
@@ -441,7 +452,7 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
         warnings.simplefilter('always', MediaWarning)
         compose = None
         if args.crop:
-            source, reader, compose = crop_inputs(args, img_shape, device)
+            source, reader, compose = crop_inputs(args, img_shape, device, config)
         else:
             source = load_image(args.source_image, size=img_shape)
             reader = VideoReader(args.driving_video, strict=True)
@@ -473,20 +484,28 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     return stats
 
 
-def crop_inputs(args: argparse.Namespace, img_shape, device):
+def crop_inputs(args: argparse.Namespace, img_shape, device, config: dict | None = None):
     """--crop: (source crop at img_shape, driving video cropped to its face, paste-back function)."""
     from faces import load_backend
     from faces.compose import DEMO_INCREASE, CroppedVideo, crop_photo, track_driving
+    target = args.crop_target
+    if target == 'auto':
+        from bodies.metrics import metrics_kind
+        target = metrics_kind(config or {})
+    if target == 'body':        # the same steps with the person detector (bodies/compose.py)
+        from bodies import load_backend
+        from bodies.compose import DEMO_INCREASE, crop_person as crop_photo, track_person as track_driving
     increase = DEMO_INCREASE if args.crop_increase is None else args.crop_increase
     if increase < 0:
         raise DemoError(f'--crop_increase {increase}: must be >= 0')
     result_size = parse_shape(args.result_size, '--result_size') if args.result_size else None
-    backend = load_backend(args.face_backend, str(device))
+    backend = (load_backend(use_tiles=True) if target == 'body'
+               else load_backend(args.face_backend, str(device), detector=args.detector))
     photo = load_image(args.source_image)
     crop = crop_photo(photo, backend, increase, f'the source image {args.source_image!r}')
     reader = VideoReader(args.driving_video, strict=True)
     try:
-        with progress_bar(reader.num_frames or reader.estimated_num_frames, 'driving face', args.quiet) as bar:
+        with progress_bar(reader.num_frames or reader.estimated_num_frames, f'driving {target}', args.quiet) as bar:
             track = track_driving(reader, backend, reader.fps, increase, name=f'the driving video {args.driving_video!r}',
                                   on_frame=lambda: bar.update(1))
     except BaseException:
@@ -495,8 +514,9 @@ def crop_inputs(args: argparse.Namespace, img_shape, device):
     if track.describe_lost():
         note(track.describe_lost())
     x0, y0, x1, y1 = (int(v) for v in crop.box)
-    note(f'--crop: face square ({x0},{y0})-({x1},{y1}) of the {photo.shape[1]}x{photo.shape[0]} photo, pasted back '
-         f'into it; driving face followed over {len(track.boxes)} frames ({backend.name})')
+    what = 'person' if target == 'body' else 'face'
+    note(f'--crop: {what} square ({x0},{y0})-({x1},{y1}) of the {photo.shape[1]}x{photo.shape[0]} photo, pasted back '
+         f'into it; driving {what} followed over {len(track.boxes)} frames ({backend.name})')
     return crop.source(img_shape), CroppedVideo(reader, track.boxes), crop.composer(result_size)
 
 
@@ -610,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
                 return make_example(args)
             animate_files(args)
             return 0
-        except (MediaError, ConfigError, CheckpointError, DemoError, FaceModelError, NoFaceError) as err:
+        except (MediaError, ConfigError, CheckpointError, DemoError, FaceModelError, NoFaceError, BodyModelError,
+                NoBodyError) as err:
             print(f'error: {one_line(err)}', file=sys.stderr)
             return 2
         except KeyboardInterrupt:

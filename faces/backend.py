@@ -33,6 +33,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 BACKEND_CHOICES = ('auto', 'face-alignment', 'dlib')
+# dlib's detectors. 'hog' looks again, at twice and four times the size, at frames where it found
+# no face (HOG's window is 80 px: one pass misses the 55-70 px faces of a 720p talk);
+# 'hog-once' is one pass (the fastest); 'mmod' is dlib's CNN (seconds a frame on a CPU).
+DETECTOR_CHOICES = ('hog', 'hog-once', 'mmod')
+DETECTOR_HELP = ("dlib's face detector: hog (default: frames without a face are looked at again at 2x and 4x "
+                 "size, for faces down to ~40 px) | hog-once (one pass: faster, misses faces under ~80 px at "
+                 "the detection size) | mmod (CNN, seconds a frame on a CPU); face-alignment uses its SFD")
 FACE_ALIGNMENT_FILES = ('s3fd-619a316812.pth', '2DFAN4-11f355bf06.pth.tar')   # face-alignment 1.4/1.5
 IBUG_LICENCE = ('the dlib 68-point landmark model was trained on iBUG 300-W, whose licence excludes '
                 'commercial use')
@@ -76,6 +83,10 @@ class FaceBackend:
 
     name = 'base'
     description = ''
+    # Frames without a face are looked at again enlarged by these factors (in turn, up to the
+    # first that finds one); see faces.scan.detect_with_retry.
+    retry_scales: tuple[int, ...] = ()
+    smallest_face = 20     # px at the detection size: about the smallest face the detector finds
 
     def detect_batch(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces (box and score, no landmarks) of each frame; frames of one batch share a size."""
@@ -97,6 +108,24 @@ class FaceBackend:
             face.landmarks = self.landmarks(frame, face.box)
         return found
 
+    def first_face(self, frame: np.ndarray) -> Face | None:
+        """The detector's most confident face of one frame, with landmarks, or None: what
+        pose-evaluation's extract.py scores (`get_landmarks(frame)[0]`, whose detector returns
+        its faces by score)."""
+        frame = as_uint8(frame)
+        found = self.detect_batch([frame])[0]
+        if not found:
+            return None
+        face = max(found, key=lambda f: f.score)         # the first of equal scores
+        face.landmarks = self.landmarks(frame, face.box)
+        return face
+
+    def best_frame_landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        """(68, 2) landmarks of one face of `image` for find_best_frame, or None: the largest
+        face (the face-alignment backend does as the references' find_best_frame instead)."""
+        face = self.largest_face(image)
+        return None if face is None else face.landmarks
+
     def largest_face(self, frame: np.ndarray) -> Face | None:
         """The largest face of one frame with landmarks, or None."""
         frame = as_uint8(frame)
@@ -110,15 +139,17 @@ class FaceBackend:
 
 
 def landmark_function(backend: FaceBackend) -> Callable[[np.ndarray], 'np.ndarray | None']:
-    """image (H, W, 3) -> (68, 2) landmarks of its largest face, or None (for find_best_frame)."""
+    """image (H, W, 3), float in [0, 1] or uint8 -> (68, 2) landmarks of one face, or None
+    (for find_best_frame): `backend.best_frame_landmarks`."""
     def landmarks(image: np.ndarray):
         from media import resize_frame
         factor = 1.0
-        if max(image.shape[:2]) < 256:        # HOG finds no face under ~80 px: look at small frames enlarged
+        if backend.name == 'dlib' and max(image.shape[:2]) < 256:
+            # HOG finds no face under ~80 px: look at small frames enlarged
             factor = 256 / max(image.shape[:2])
             image = resize_frame(image, (round(image.shape[0] * factor), round(image.shape[1] * factor)))
-        face = backend.largest_face(image)
-        return None if face is None else face.landmarks / factor
+        found = backend.best_frame_landmarks(image)
+        return None if found is None else found / factor
     return landmarks
 
 
@@ -149,8 +180,8 @@ class DlibBackend(FaceBackend):
             import dlib
         except ImportError:
             raise FaceModelError('the dlib face backend needs the dlib-bin package (pip install dlib-bin)') from None
-        if detector not in ('hog', 'mmod'):
-            raise ValueError(f"detector must be 'hog' or 'mmod', got {detector!r}")
+        if detector not in DETECTOR_CHOICES:
+            raise FaceModelError(f'--detector {detector!r}: choose one of {", ".join(DETECTOR_CHOICES)}')
         models = dlib_model_dir()
         paths = {k: os.path.join(models, f) for k, f in (
             ('shape', 'shape_predictor_68_face_landmarks.dat'),
@@ -163,11 +194,13 @@ class DlibBackend(FaceBackend):
         self._dlib = dlib
         self.detector_kind = detector
         self.upsample = int(upsample)
-        self._detector = (dlib.get_frontal_face_detector() if detector == 'hog'
-                          else dlib.cnn_face_detection_model_v1(paths['mmod']))
+        self._detector = (dlib.cnn_face_detection_model_v1(paths['mmod']) if detector == 'mmod'
+                          else dlib.get_frontal_face_detector())
+        self.retry_scales = (2, 4) if detector == 'hog' else ()
+        self.smallest_face = 80          # HOG's 80x80 window (its smallest box on the sample: 73 px)
         self._shape = dlib.shape_predictor(paths['shape'])
         self._descriptor = dlib.face_recognition_model_v1(paths['descriptor'])
-        self.description = (f'dlib ({detector.upper()} detector, 68-point shape predictor, '
+        self.description = (f'dlib ({"MMOD" if detector == "mmod" else "HOG"} detector, 68-point shape predictor, '
                             f'ResNet-128 identity descriptor)')
 
     def detect_batch(self, frames):
@@ -251,18 +284,47 @@ class FaceAlignmentBackend(FaceBackend):
 
     def detect_batch(self, frames):
         import torch
-        batch = np.stack([as_uint8(f) for f in frames])[..., ::-1]          # SFD takes BGR
-        tensor = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+        # RGB, as the references hand their frames over: face-alignment >= 1.3 reorders the batch
+        # to BGR itself (sfd's batch_detect), so SFD sees BGR, as it was trained and as the
+        # references' detector saw it (face-alignment 1.0 reordered before detect_from_image, and
+        # crop-video.py reordered by hand for it). (B, 3, H, W) float in 0..255.
+        batch = np.stack([as_uint8(f) for f in frames])
+        tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             found = self._fa.face_detector.detect_from_batch(tensor)
         return [[Face(np.asarray(d[:4], dtype=np.float64), float(d[4])) for d in per] for per in found]
 
     def landmarks(self, frame, box):
+        self._fa.flip_input = False
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             found = self._fa.get_landmarks_from_image(as_uint8(frame), detected_faces=[list(box) + [1.0]])
         return np.asarray(found[0], dtype=np.float64)[:, :2]
+
+    def _first(self, image: np.ndarray, flip: bool) -> Face | None:
+        """`get_landmarks(image)[0]` with face-alignment's own detection, as the references call
+        it, with `flip_input` as given (an attribute face-alignment reads on every call)."""
+        self._fa.flip_input = flip
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            landmarks, _, boxes = self._fa.get_landmarks_from_image(image, return_bboxes=True)
+        if not landmarks:
+            return None
+        box = np.asarray(boxes[0], dtype=np.float64)
+        return Face(box[:4], float(box[4]) if len(box) > 4 else 1.0,
+                    np.asarray(landmarks[0], dtype=np.float64)[:, :2])
+
+    def first_face(self, frame):
+        # pose-evaluation's extract.py: uint8 RGB frame, flip_input=False
+        return self._first(as_uint8(frame), flip=False)
+
+    def best_frame_landmarks(self, image):
+        # both references' find_best_frame: get_landmarks(255 * image)[0] with flip_input=True on
+        # the float RGB frame (face-alignment's crop then truncates it to uint8 for FAN)
+        image = np.asarray(image)[..., :3]
+        face = self._first(image * 255.0 if image.dtype.kind == 'f' else image, flip=True)
+        return None if face is None else face.landmarks
 
     def embed(self, frame, landmarks):
         if self._descriptor is None:

@@ -66,6 +66,23 @@ def fit_box(box: Sequence[float], width: int, height: int, edge: str = 'pad') ->
     return np.array([left, top, right, bottom], dtype=np.int64)
 
 
+def fomm_box(box: Sequence[float], increase: float, width: int, height: int) -> np.ndarray:
+    """FOMM crop-video's crop of a tube's union box: the shorter side widened to the longer, both
+    enlarged by `increase` per side (a square of side (1 + 2 increase) * the longer side), each
+    edge truncated to an integer, then cut at the frame edge (no longer square there: the resize
+    stretches it). Integer (4,) box."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    grow_x = max(increase, ((1 + 2 * increase) * h - w) / (2 * w))
+    grow_y = max(increase, ((1 + 2 * increase) * w - h) / (2 * h))
+    left, top = int(x0 - grow_x * w), int(y0 - grow_y * h)          # int(): toward zero, as the reference
+    right, bottom = int(x1 + grow_x * w), int(y1 + grow_y * h)
+    left, top, right, bottom = max(0, left), max(0, top), min(right, width), min(bottom, height)
+    if right <= left or bottom <= top:
+        raise ValueError(f'box {list(box)} lies outside the {width}x{height} frame')
+    return np.array([left, top, right, bottom], dtype=np.int64)
+
+
 def outside_fraction(box: Sequence[int], width: int, height: int) -> float:
     """Share of the box's area that lies outside the frame (the padded part)."""
     x0, y0, x1, y1 = box

@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import FaceBackend, NoFaceError, as_uint8
 from .boxes import crop_resized, fit_box, paste, smooth_track, square_box
-from .scan import scan_video, shrink_for_detection
+from .scan import detect_with_retry, scan_video
 
 # dlib's HOG face box spans 0.53 of the frame side in the sample VoxCeleb-style clip (median over
 # the 167 of its 169 frames with a detection, at its 410x412 size), so a square 1.9 times the
@@ -54,15 +54,15 @@ class PhotoCrop:
 
 def crop_photo(photo: np.ndarray, backend: FaceBackend, increase: float = DEMO_INCREASE,
                name: str = 'the source image') -> PhotoCrop:
-    """The square around the photo's largest face (found on a copy at most 1024 px on a side)."""
+    """The square around the photo's largest face (found on a copy at most 1024 px on a side, or,
+    where none is found there, on larger copies: `detect_with_retry`)."""
     photo = as_uint8(photo)
-    small, factor = shrink_for_detection(photo, PHOTO_DETECT_SIZE)
-    found = backend.detect_batch([small])[0]
+    found = detect_with_retry(backend, [photo], PHOTO_DETECT_SIZE)[0]
     if not found:
         raise NoFaceError(f'no face found in {name} ({photo.shape[1]}x{photo.shape[0]}, {backend.name} detector); '
                           'drop --crop to animate the whole image, or crop it to the face yourself')
     face = max(found, key=lambda f: f.area)
-    box = fit_box(square_box(face.box * factor, increase), photo.shape[1], photo.shape[0], 'pad')
+    box = fit_box(square_box(face.box, increase), photo.shape[1], photo.shape[0], 'pad')
     return PhotoCrop(photo, box)
 
 

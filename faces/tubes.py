@@ -4,7 +4,8 @@ A cut is found from colour histograms of small thumbnails of consecutive frames 
 or a moving face, which change where colours are, not which colours there are). Detections,
 made on a frame stride, are linked into tubes by IoU; a tube ends at a cut, when its face is not
 found again, or (for a fixed crop box) when the face has moved too far from where the tube began,
-as FOMM's crop-video ends it (IoU with the first box below `iou_with_initial`).
+as FOMM's crop-video ends it (IoU with the first box below `iou_with_initial`). `AnchorLinker`
+is crop-video's own rule, for `crop_video.py --preset fomm`.
 """
 from __future__ import annotations
 
@@ -108,4 +109,59 @@ class TubeLinker:
 
     def finish(self) -> list[Tube]:
         self.cut()
+        return sorted(self.done, key=lambda tube: (tube.start, tube.boxes[0][0]))
+
+
+def iou_inclusive(a, b) -> float:
+    """IoU counting each box as inclusive pixel ranges (side x1 - x0 + 1), as FOMM's crop-video does."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
+    return float(inter / union)
+
+
+class AnchorLinker:
+    """FOMM crop-video's tubes (`crop_video.py --preset fomm`), with the same `add`/`finish` as
+    TubeLinker. Every box is compared with a tube's first box (its anchor), never its last:
+
+    * a tube stays open while some box of the frame overlaps its anchor by more than
+      `iou_with_initial` (so one frame without a face ends every tube); shot cuts end nothing;
+    * then each box, in the detector's order, joins the open tube whose anchor it overlaps most
+      (strictly above the threshold; the earlier tube on a tie), tubes started by earlier boxes of
+      the same frame included, else it starts a tube. Several boxes may join one tube in a frame,
+      and a tube kept open by a box that joined another tube does not extend to this frame.
+
+    A tube's range runs from its first to its last joined frame; its box is the union of the
+    joined boxes."""
+
+    def __init__(self, iou_with_initial: float = 0.25):
+        self.iou_with_initial = iou_with_initial
+        self.active: list[Tube] = []
+        self.done: list[Tube] = []
+
+    def cut(self) -> None:
+        """The reference has no shots: a cut ends no tube."""
+
+    def add(self, frame: int, boxes: list[np.ndarray]) -> None:
+        boxes = [np.asarray(box, dtype=np.float64) for box in boxes]
+        keep = [max((iou_inclusive(t.boxes[0], b) for b in boxes), default=0.0) > self.iou_with_initial
+                for t in self.active]
+        self.done += [t for t, k in zip(self.active, keep) if not k]
+        self.active = [t for t, k in zip(self.active, keep) if k]
+        for box in boxes:
+            best, chosen = 0.0, None
+            for tube in self.active:
+                overlap = iou_inclusive(tube.boxes[0], box)
+                if overlap > best and overlap > self.iou_with_initial:
+                    best, chosen = overlap, tube
+            if chosen is None:
+                self.active.append(Tube([frame], [box]))
+            else:
+                chosen.frames.append(frame)
+                chosen.boxes.append(box)
+
+    def finish(self) -> list[Tube]:
+        self.done += self.active
+        self.active = []
         return sorted(self.done, key=lambda tube: (tube.start, tube.boxes[0][0]))

@@ -140,5 +140,6 @@ def test_mode_outputs_are_named_without_the_videos_extension(tmp_path, fomm_mode
         sorted(['metrics.json', 'png', f'{stem}.mp4'])
     (anim,) = os.listdir(tmp_path / 'animate')
     out_dir = tmp_path / 'animate' / anim / 'animation'
-    assert os.listdir(out_dir) == [f'{stem}-{stem}.gif']
+    assert sorted(os.listdir(out_dir)) == [f'{stem}-{stem}.gif', 'png']
+    assert os.listdir(out_dir / 'png') == [f'{stem}-{stem}.png']            # the strip, as the reference writes
     assert f'to {out_dir}' in capsys.readouterr().out

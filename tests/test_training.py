@@ -226,9 +226,12 @@ def test_train_avd_and_reconstruction(tmp_path, data_root):
 
     anim_dir = tmp_path / 'anim'
     assert run.main(['--config', config, '--mode', 'animate', '--checkpoint', ckpt, '--log_dir', str(anim_dir)]) == 0
-    videos = os.listdir(os.path.join(only_run_dir(anim_dir), 'animation'))
+    out = os.path.join(only_run_dir(anim_dir), 'animation')
+    videos = [name for name in os.listdir(out) if name != 'png']
     # two test videos: all four (driving, source) pairs, as PairedDataset draws without a csv
-    assert sorted(videos) == sorted(f'{d}-{s}.mp4' for d in ('id002#000', 'id002#001') for s in ('id002#000', 'id002#001'))
+    pairs = [f'{d}-{s}' for d in ('id002#000', 'id002#001') for s in ('id002#000', 'id002#001')]
+    assert sorted(videos) == sorted(f'{p}.mp4' for p in pairs)
+    assert sorted(os.listdir(os.path.join(out, 'png'))) == sorted(f'{p}.png' for p in pairs)    # as the reference
 
 
 def test_train_avd_needs_checkpoint(tmp_path, data_root, capsys):
