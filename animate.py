@@ -16,6 +16,10 @@ source's encoder features and the movement scale are computed once per video.
 Modes: FOMM 'standard' (absolute keypoints) and 'relative' (`--relative`, optionally
 `adapt_scale`); TPSMM 'standard', 'relative' (always with adaptive scale, as its reference) and
 'avd' (keypoints re-targeted by the AVD network).
+
+`smooth` (off by default, as the references): the driving keypoints (and FOMM's jacobians) are
+smoothed over time with a causal One-Euro filter (modules/temporal_filter.py) before they are
+moved onto the source, frame by frame in frame order, so the batch size does not change the result.
 """
 from __future__ import annotations
 
@@ -198,17 +202,22 @@ class Animator:
 
     @torch.no_grad()
     def prepare(self, source: np.ndarray, initial: np.ndarray | None, mode: str, adapt_scale: bool,
-                relative_jacobian: bool = True) -> dict:
+                relative_jacobian: bool = True, smooth=None, fps: float = 25.0) -> dict:
         """Everything that depends only on the source and the reference driving frame.
 
         `relative_jacobian` (FOMM relative mode): J = J_D J_D0^-1 J_S, as FOMM's demo always does
         in relative mode; False keeps the driving jacobians (`normalization_params.
-        use_relative_jacobian: false` in animate mode)."""
+        use_relative_jacobian: false` in animate mode).
+        `smooth`: None/False, True or modules.temporal_filter.OneEuroParams (or a dict of them):
+        the state then holds the video's keypoint filter, at `fps` frames per second."""
+        from modules.temporal_filter import KeypointSmoother, smoothing_params
         if mode not in MODES[self.family]:
             raise ValueError(f'mode {mode!r} is not available for {self.family}; choose from {MODES[self.family]}')
+        params = smoothing_params(smooth)
         src = to_tensor(source, self.device)
         state = {'source': src, 'kp_source': self.keypoints(src), 'mode': mode,
-                 'relative_jacobian': relative_jacobian}
+                 'relative_jacobian': relative_jacobian,
+                 'smoother': KeypointSmoother(params, fps) if params is not None else None}
         with self.autocast():
             if self.family == 'fomm':
                 state['features'] = self.models['generator'].encode(src)
@@ -224,11 +233,19 @@ class Animator:
         return state
 
     @torch.no_grad()
-    def driving_keypoints(self, state: dict, driving: torch.Tensor) -> tuple[dict, dict, dict]:
+    def driving_keypoints(self, state: dict, driving: torch.Tensor, smooth: bool = False,
+                          times=None) -> tuple[dict, dict, dict]:
         """(kp_source expanded to the batch, kp_driving, kp_norm: the driving keypoints moved onto
-        the source as `state['mode']` says) for (B, 3, H, W) driving frames."""
+        the source as `state['mode']` says) for (B, 3, H, W) driving frames.
+
+        `smooth`: pass the driving keypoints through the state's filter, if it has one. Only the
+        video's frames, in order, go through it (not int8's calibration frames): the filter
+        keeps the previous frames' state. `times`: the B frames' times in seconds (default:
+        frame index / fps)."""
         b = driving.shape[0]
         kp_driving = self.keypoints(driving)
+        if smooth and state.get('smoother') is not None:
+            kp_driving = state['smoother'](kp_driving, times)
         kp_source = expand_batch(state['kp_source'], b)
         if state['mode'] == 'relative':
             scale = state['scale'].expand(b) if state['scale'] is not None else False
@@ -242,9 +259,12 @@ class Animator:
         return kp_source, kp_driving, kp_norm
 
     @torch.no_grad()
-    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False):
+    def animate_batch(self, state: dict, driving: torch.Tensor, full: bool = False, background: bool = False,
+                      times=None):
         """(B, 3, H, W) driving frames -> (B, 3, H, W) predictions, or with `full` the networks'
-        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation).
+        whole output dict plus 'kp_source' and 'kp_driving' (for visualisation; smoothed when
+        the state smooths). Successive calls on one state must come in frame order when it smooths;
+        `times`: the frames' times in seconds (default: frame index / fps).
 
         `background`: TPSMM models with a background predictor add the source-to-driving
         background affine to the motion, as TPSMM's reconstruction evaluation does (its demo,
@@ -252,7 +272,7 @@ class Animator:
         b = driving.shape[0]
         if self.int8 is not None and not (self.int8_fixed or state.get('calibrated')):
             self.calibrate_state(state, driving, background)
-        kp_source, kp_driving, kp_norm = self.driving_keypoints(state, driving)
+        kp_source, kp_driving, kp_norm = self.driving_keypoints(state, driving, smooth=True, times=times)
         source = expand_batch(state['source'], b)
         features = expand_batch(state['features'], b)
         with self.autocast():
@@ -275,14 +295,18 @@ class Animator:
 
     def animate(self, source: np.ndarray, driving_batches: Iterable[np.ndarray], mode: str = 'relative',
                 adapt_scale: bool = False, initial: np.ndarray | None = None,
-                relative_jacobian: bool = True, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+                relative_jacobian: bool = True, size: tuple[int, int] | None = None, smooth=None,
+                fps: float = 25.0) -> Iterator[np.ndarray]:
         """Yield float32 (B, h, w, 3) results in [0, 1], one per driving batch.
 
         `source` (H, W, 3) and each driving batch (B, H, W, 3) (or one (H, W, 3) frame) are uint8,
         uint16 or float in [0, 1], RGB, any size: they are resized to `size` (default: the config's
         frame size, `self.frame_size`) as the command line does; anything else is a ValueError
         saying what was given. `initial` is the reference driving frame for relative motion
-        (default: the first driving frame, as the references)."""
+        (default: the first driving frame, as the references). `smooth` (default off): True, or
+        modules.temporal_filter.OneEuroParams, smooths the driving keypoints over time (causal
+        One-Euro filter, no look-ahead); `fps` is the driving video's frame rate, which the
+        filter's cutoffs (Hz) need."""
         size = tuple(size or self.frame_size)
         source = animation_frames(source, size, 'source')[0]
         state = None
@@ -290,7 +314,7 @@ class Animator:
         for batch in batches:
             if state is None:
                 ref = batch[0] if initial is None else animation_frames(initial, size, 'initial frame')[0]
-                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian)
+                state = self.prepare(source, ref, mode, adapt_scale, relative_jacobian, smooth=smooth, fps=fps)
                 if self.int8 is not None and not self.int8_fixed:
                     # Calibrate on the first frames: read ahead, then animate what was read.
                     ahead = [batch]
@@ -402,20 +426,22 @@ def to_uint8_truncated(frames: np.ndarray) -> np.ndarray:
 def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mode: str = 'relative',
                   adapt_scale: bool = False, *, crop: bool = True, face_backend: str = 'auto',
                   result_size: tuple[int, int] | None = None, increase: float | None = None,
-                  batch_size: int = 8, fps: float = 25.0) -> Iterator[np.ndarray]:
+                  batch_size: int = 8, fps: float = 25.0, smooth=None) -> Iterator[np.ndarray]:
     """`demo.py --crop` as a function: animate the largest face of `photo` (uint8 or float
     (H, W, 3), any size) with the face in `driving` (uint8 or float (T, h, w, 3), any size), paste
     each animated crop back into the photo and yield uint8 (B, H, W, 3) batches at the photo's
     size (or `result_size`). With crop=False the whole photo and frames are resized to the
     model's size and the results are yielded as uint8 at that size. Raises faces.NoFaceError
-    when the photo or the video shows no face."""
+    when the photo or the video shows no face. `smooth`: as `Animator.animate`, at `fps`, the
+    driving video's frame rate."""
     from faces import as_uint8, load_backend
     from faces.compose import DEMO_INCREASE, crop_photo, track_driving
     from faces.boxes import crop_resized
     size = animator.frame_size
     if not crop:
         batches = (driving[i:i + batch_size] for i in range(0, len(driving), batch_size))
-        yield from (to_uint8(out) for out in animator.animate(photo, batches, mode, adapt_scale))
+        results = animator.animate(photo, batches, mode, adapt_scale, smooth=smooth, fps=fps)
+        yield from (to_uint8(out) for out in results)
         return
     increase = DEMO_INCREASE if increase is None else increase
     backend = load_backend(face_backend, str(animator.device))
@@ -424,8 +450,17 @@ def animate_photo(animator: Animator, photo: np.ndarray, driving: np.ndarray, mo
     batches = (np.stack([crop_resized(f, track.boxes[i + k], size) for k, f in enumerate(driving[i:i + batch_size])])
                for i in range(0, len(driving), batch_size))
     compose = face.composer(result_size)
-    for out in animator.animate(face.source(size), batches, mode, adapt_scale):
+    for out in animator.animate(face.source(size), batches, mode, adapt_scale, smooth=smooth, fps=fps):
         yield compose(out)
+
+
+def refuse_output_among_inputs(out_dir: str, data_dir: str | None) -> None:
+    """run.py's reconstruction and animate modes: an output folder that is, holds or lies inside
+    the data set's folder could write over its videos (a strip <name>.png, a <name>.mp4): refused."""
+    from media.files import overwritten_input
+    if data_dir and overwritten_input(out_dir, [data_dir]):
+        raise ValueError(f'the output folder {out_dir} and the data set folder {data_dir} (dataset_params.root_dir) '
+                         'overlap: its videos could be written over; use another --log_dir')
 
 
 def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint: str,
@@ -443,6 +478,8 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     from tqdm import tqdm
     if not checkpoint:
         raise ValueError('--mode animate needs --checkpoint')
+    out_dir = os.path.join(log_dir, 'animation')
+    refuse_output_among_inputs(out_dir, (config.get('dataset_params') or {}).get('root_dir'))
     load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
                 required_networks(models))
     params = config.get('animate_params') or {     # TPSMM configs have none: relative, as its demo
@@ -453,7 +490,6 @@ def animate_dataset(config: dict, models: dict, log_dir: str, device, checkpoint
     animator = Animator(config, models, device)
     family_mode = 'relative' if norm['use_relative_movement'] else 'standard'
     dataset = PairedDataset(build_dataset(config['dataset_params'], is_train=False), params['num_pairs'])
-    out_dir = os.path.join(log_dir, 'animation')
     os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     landmarks = None
     if find_best_frame and family_mode == 'relative':

@@ -12,6 +12,8 @@ leaves nothing behind.
 
 Live tab: a browser camera drives the source image frame by frame with relative motion; the
 reference frame is the first one after Record (or after a pause), or the one at "Reset reference".
+"Smooth motion" (both tabs, off by default) is demo.py --smooth: the driving keypoints are smoothed
+over time with a causal One-Euro filter; live, at the camera frames' own arrival times.
 
 Model: the served one (--config / --checkpoint, loaded at start), or another config and
 checkpoint typed in as paths on the machine running the app. Checkpoints are never uploaded.
@@ -79,9 +81,11 @@ import gradio as gr  # noqa: E402
 
 import demo  # noqa: E402
 from animate import Animator, MODES, to_tensor, to_uint8  # noqa: E402
+from faces.backend import FaceModelError, NoFaceError  # noqa: E402
 from loading.checkpoint import CheckpointError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
 from media import MediaError, VideoReader, VideoWriter, load_image, resize_frame  # noqa: E402
+from modules.temporal_filter import KeypointSmoother, OneEuroParams  # noqa: E402
 
 DEFAULT_PORT = 7860
 DEFAULT_CONCURRENCY = 2
@@ -94,7 +98,9 @@ LIVE_FILES_KEPT = 30             # live output frames kept on disk per session (
 LIVE_FPS_WINDOW = 20             # output fps over the last this many frames
 CACHE_PRUNE = (1800, 3600)       # Gradio's delete_cache: every 30 min, files older than an hour
 
-USER_ERRORS = (MediaError, ConfigError, CheckpointError, demo.DemoError)
+# Errors about the request's inputs: one message in the page (a photo without a face with --crop
+# included), never Gradio's generic "error".
+USER_ERRORS = (MediaError, ConfigError, CheckpointError, demo.DemoError, FaceModelError, NoFaceError)
 
 SERVED, OTHER = 'served', 'other'
 REF_FIRST, REF_BEST, REF_NUMBER = 'first frame', 'best match (face landmarks)', 'frame number'
@@ -129,6 +135,7 @@ class AnimateOptions:
     frame: int = 0
     audio: bool = True
     crop: bool = False
+    smooth: bool = False
 
     def demo_argv(self, family: str) -> list[str]:
         argv = ['--mode', self.mode]
@@ -142,6 +149,8 @@ class AnimateOptions:
             argv.append('--audio')
         if self.crop:
             argv.append('--crop')
+        if self.smooth:
+            argv.append('--smooth')
         return argv
 
 
@@ -202,12 +211,14 @@ class Models:
             return self._cache[key]
 
     @staticmethod
-    def describe(animator: Animator, files: ModelFiles) -> str:
+    def describe(animator: Animator, files: ModelFiles, markdown: bool = True) -> str:
+        """The model in one line: Markdown for the page, plain text (markdown=False) for the terminal."""
         name = 'FOMM' if animator.family == 'fomm' else 'TPSMM'
         h, w = animator.frame_size
         modes = ', '.join(modes_of(animator))
-        return (f'**{name}**, {w}x{h}, {animator.precision}, modes: {modes} · `{files.config}` · '
-                f'`{files.checkpoint}`')
+        bold, code = ('**', '`') if markdown else ('', '')
+        return (f'{bold}{name}{bold}, {w}x{h}, {animator.precision}, modes: {modes} · {code}{files.config}{code} · '
+                f'{code}{files.checkpoint}{code}')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,6 +240,7 @@ class LiveState:
         self.key: tuple | None = None
         self.prepared: dict | None = None
         self.animator = None          # the Animator `prepared` belongs to (its own with int8)
+        self.smooth = False           # whether `prepared` holds a keypoint filter
         self.reset = False
         self.last_frame_at = 0.0
         self.done_at: collections.deque[float] = collections.deque(maxlen=LIVE_FPS_WINDOW)
@@ -417,8 +429,13 @@ class App:
                 load_image(path)
 
     def probe_video(self, path: str) -> VideoReader:
-        """Open the driving video (decodes the first frame) and apply the length limit."""
+        """Open the driving video (decodes the first frame and checks its end) and apply the length limit."""
         reader = VideoReader(path, strict=True)
+        try:
+            reader.check_tail()       # a file cut off near its end is refused now, as demo.py refuses it
+        except BaseException:
+            reader.close()
+            raise
         seconds = reader.duration
         if seconds is None and reader.estimated_num_frames is not None:
             seconds = reader.estimated_num_frames / reader.fps
@@ -453,13 +470,13 @@ class App:
     # -- Animate ---------------------------------------------------------------------------------
 
     def animate(self, source, driving, which, config, checkpoint, mode, adapt_scale, reference, frame, audio, crop,
-                request: gr.Request, progress=gr.Progress()):
+                smooth, request: gr.Request, progress=gr.Progress()):
         """The Animate button. Inputs arrive unprocessed (preprocess=False) so that a bad upload is
         reported here, in demo.py's words, rather than as Gradio's generic error."""
         session = self.sessions.get(request)
         source_path, driving_path = upload_path(source), upload_path(driving)
         options = AnimateOptions(mode=mode, adapt_scale=bool(adapt_scale), reference=reference,
-                                 frame=int(frame or 0), audio=bool(audio), crop=bool(crop))
+                                 frame=int(frame or 0), audio=bool(audio), crop=bool(crop), smooth=bool(smooth))
         with session.new_job() as job, self.page_errors():
             if source_path is None:
                 raise AppError('upload a source image first (or press "Use example inputs")')
@@ -534,7 +551,7 @@ class App:
 
     # -- Live --------------------------------------------------------------------------------------
 
-    def live_frame(self, frame, source, which, config, checkpoint, adapt_scale, request: gr.Request):
+    def live_frame(self, frame, source, which, config, checkpoint, adapt_scale, smooth, request: gr.Request):
         """One camera frame in, one animated frame out (relative motion to the reference frame)."""
         if frame is None:
             return gr.skip(), gr.skip()
@@ -550,11 +567,12 @@ class App:
             with self.page_errors():
                 files = self.model_files(which, config, checkpoint)
                 animator = self.models.get(files)
-                return self.animate_live(live, animator, frame, source, bool(adapt_scale))
+                return self.animate_live(live, animator, frame, source, bool(adapt_scale), bool(smooth))
         finally:
             live.lock.release()
 
-    def animate_live(self, live: LiveState, animator: Animator, frame: np.ndarray, source: str, adapt: bool):
+    def animate_live(self, live: LiveState, animator: Animator, frame: np.ndarray, source: str, adapt: bool,
+                     smooth: bool = False):
         start = time.perf_counter()
         driving = resize_frame(square_crop(np.asarray(frame)[..., :3]), animator.frame_size)
         key = (id(animator), source, adapt)
@@ -566,7 +584,13 @@ class App:
             live.key, live.reset = key, False
             live.references += 1
             live.done_at.clear()
-        pred = live.animator.animate_batch(live.prepared, to_tensor(driving, animator.device))   # (1, 3, H, W)
+        if new_reference or live.smooth != smooth:
+            # Turning smoothing on or off keeps the reference frame: only the filter starts anew.
+            live.prepared['smoother'] = KeypointSmoother(OneEuroParams(), 1 / LIVE_STREAM_EVERY_S) if smooth else None
+            live.smooth = smooth
+        # The filter's time step is the camera frames' own spacing: frames come when they come.
+        pred = live.animator.animate_batch(live.prepared, to_tensor(driving, animator.device),
+                                           times=[start])   # (1, 3, H, W)
         image = to_uint8(pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy())[0]
         zoom = max(1, LIVE_DISPLAY_HEIGHT // image.shape[0])     # small models: enlarged for the page
         path = live.write(image.repeat(zoom, axis=0).repeat(zoom, axis=1))
@@ -652,7 +676,7 @@ class App:
 
     def animate_controls(self, family: str, modes: tuple[str, ...], options: AnimateOptions) -> list:
         """The option controls, in AnimateOptions' field order (mode, adapt_scale, reference, frame,
-        audio, crop)."""
+        audio, crop, smooth)."""
         with gr.Accordion('Options (as demo.py)', open=True):
             with gr.Row():
                 mode = gr.Radio(list(modes), value=options.mode, label='Motion', elem_id='mode',
@@ -669,7 +693,8 @@ class App:
                 crop = gr.Checkbox(value=options.crop, label='Crop the face (demo.py --crop)', elem_id='crop',
                                    info='a whole photo: its face is animated and pasted back; the driving '
                                         'face is followed')
-        return [mode, adapt, reference, frame, audio, crop]
+                smooth = smooth_checkbox(options.smooth, 'smooth')
+        return [mode, adapt, reference, frame, audio, crop, smooth]
 
     def live_tab(self, model: list, family: str, options: AnimateOptions):
         gr.Markdown('Press the camera button, allow the camera, then Record. The first frame (or the one '
@@ -685,14 +710,20 @@ class App:
             example = gr.Button('Use example source', elem_id='live-example', size='sm')
             adapt = gr.Checkbox(value=options.adapt_scale, label='Adapt movement scale (FOMM)',
                                 interactive=family == 'fomm', elem_id='live-adapt')
+            smooth = smooth_checkbox(options.smooth, 'live-smooth')
         status = gr.Markdown(elem_id='live-status')
         source.upload(self.check_image, source, None, preprocess=False, concurrency_limit=None)
         example.click(lambda: self.example_inputs()[0], None, source, concurrency_limit=None)
-        camera.stream(self.live_frame, [camera, source, *model, adapt], [output, status],
+        camera.stream(self.live_frame, [camera, source, *model, adapt, smooth], [output, status],
                       stream_every=LIVE_STREAM_EVERY_S, concurrency_limit=self.concurrency, concurrency_id='live',
                       show_progress='hidden')
         reset.click(self.reset_reference, None, status, queue=False)
         return adapt
+
+
+def smooth_checkbox(value: bool, elem_id: str) -> gr.Checkbox:
+    return gr.Checkbox(value=value, label='Smooth motion (demo.py --smooth)', elem_id=elem_id,
+                       info='steadier keypoints over time (causal One-Euro filter); slight lag')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -741,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         except (*USER_ERRORS, AppError) as err:
             print(f'error: {demo.one_line(err)}', file=sys.stderr)
             return 2
-        print(f'serving {app.models.describe(app.served_animator, app.models.served)} on {device}; '
+        print(f'serving {app.models.describe(app.served_animator, app.models.served, markdown=False)} on {device}; '
               f'temporary files in {root}', flush=True)
         page = app.build()
         page.queue(default_concurrency_limit=args.concurrency)

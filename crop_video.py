@@ -69,7 +69,7 @@ from faces.boxes import (EDGE_MODES, crop_resized, fit_box, fomm_box, outside_fr
                          square_box)
 from faces.scan import scan_video  # noqa: E402
 from faces.tubes import Tube  # noqa: E402
-from media.files import atomic_path  # noqa: E402
+from media.files import Terminated, atomic_path, overwritten_input, sigterm_as_interrupt  # noqa: E402
 from media import MediaError, MediaWarning, VideoReader, VideoWriter  # noqa: E402
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.m4v', '.mpg', '.mpeg', '.flv', '.wmv')
@@ -457,6 +457,10 @@ def check_args(args) -> None:
 def run(args) -> int:
     check_args(args)
     sources = list_inputs(args.inp)
+    clash = overwritten_input(args.out, sources)
+    if clash:
+        raise CropError(f'--out {args.out!r} holds the input {clash!r}: clips and manifest.csv written there could '
+                        'replace it; choose an output folder outside the inputs')
     idents = {s: identity_of(s, args.id_regex) for s in sources}
     test = test_identities([i for i, _ in idents.values()], args)
     backend = load_detector(args)
@@ -516,13 +520,16 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter('always', MediaWarning)
         warnings.showwarning = lambda message, *a, **k: print(f'note: {message}', file=sys.stderr)
         try:
-            return run(args)
+            with sigterm_as_interrupt():       # SIGTERM cleans up as Ctrl-C does: no .part files left
+                return run(args)
         except (CropError, FaceModelError, BodyModelError, MediaError) as err:
             print(f'error: {err}', file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print('interrupted; finished clips are kept, the unfinished one is not', file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            print(f"{'terminated' if terminated else 'interrupted'}; finished clips are kept, the unfinished one "
+                  'is not', file=sys.stderr)
+            return 143 if terminated else 130
 
 
 if __name__ == '__main__':

@@ -43,6 +43,19 @@ Motion
   --best_frame N          use driving frame N (0-based) as the reference frame. Equivalent to the
                           references' forward/backward animation from frame N. Both options only
                           matter in relative mode.
+  --smooth                steadier motion, off by default (the references do not smooth): the
+                          driving keypoints (and FOMM's jacobians) are smoothed over time with a
+                          One-Euro filter at the driving video's frame rate, before they move the
+                          source; causal (look-ahead 0 frames), in any mode, faces and bodies alike.
+                          On the sample clip (bundled model) it takes out 65% of the keypoints'
+                          frame-to-frame jitter and 57% of the result's; a steady motion is
+                          followed 1-3 frames late at 25 fps (docs/smoothing.md).
+  --smooth_min_cutoff HZ  the filter's cutoff for a keypoint at rest (default 1.0; lower: smoother,
+                          more lag). Any --smooth_* option turns --smooth on.
+  --smooth_beta B         how fast the cutoff rises with a keypoint's speed in units/s (the frame is
+                          2 units wide) (default 5.0; higher: less lag on fast motion, less
+                          smoothing).
+  --smooth_d_cutoff HZ    the cutoff of the speed estimate (default 1.0).
 
 Faces (docs/faces.md)
   --crop                  the source may be a whole photo of any size: its largest face is cropped
@@ -51,7 +64,9 @@ Faces (docs/faces.md)
                           into the photo with a feathered edge; pixels outside the pasted square
                           stay the photo's. The driving video is cropped to its face with a box
                           that follows it, smoothed; where the face is lost the box is held. The
-                          result has the photo's size, or --result_size H,W.
+                          result has the photo's size, or --result_size H,W (an .mp4 with an odd side
+                          gets one repeated row or column: H.264 needs even sides; the last line
+                          says the size written).
   --crop_increase X       share of the face box added on each side (default 0.45: VoxCeleb framing;
                           bodies: 0.1 of the person box).
   --crop_target T         auto (default: body for a Tai-Chi, TED or fashion config, else face) | face
@@ -79,7 +94,9 @@ Compute
                             1.41x (FOMM) and 1.88x (TPSMM). The first run of a model and video also
                             exports and calibrates (+25 s FOMM, +34 s TPSMM here), cached
                             (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE) so a second
-                            run does not pay it.
+                            run does not pay it; another video pays the calibration again. The
+                            cache keeps the most recently used graphs within 1 GB
+                            ($KEYPOINT_ANIMATION_CACHE_MB).
                           bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
                           fp16: autocast, CUDA only.
   --calibration_frames N  int8: driving frames calibration sees (default 8).
@@ -104,8 +121,10 @@ Example (--example)
   --example_frames N      length of the generated driving video (default 64).
 
 Errors with an input (missing, unreadable or damaged files, a config that does not fit the
-checkpoint, impossible options) are reported as one line on stderr naming the file and the
-problem, with exit status 2 and no output file.
+checkpoint, impossible options, a --result_video that would write over an input) are reported as
+one line on stderr naming the file and the problem, with exit status 2 and no output file. Ctrl-C
+and SIGTERM leave no partial file either. A relative --config such as config/fomm/vox-256.yaml
+that is not in the current folder is read from this repository's config/ (said once).
 """
 from __future__ import annotations
 
@@ -135,9 +154,7 @@ EXAMPLE_CHECKPOINT = os.path.join('checkpoints', 'synthetic-tps-64-small.pth.tar
 EXAMPLE_SEED = 12345          # synthetic/data.py's data set uses seeds [seed, 0|1, ...]; this one is apart
 EXAMPLE_SIZE = 64
 EXAMPLE_ZOOM = 4
-OFFICIAL_EXAMPLE = ('python demo.py --config config/fomm/vox-256.yaml --checkpoint vox-cpk.pth.tar '
-                    '--source_image my.png --driving_video ../shared/samples/face-driving.mp4 '
-                    '--result_video result.mp4 --relative --adapt_scale --audio')
+SAMPLE_DRIVING = os.path.join(os.path.dirname(ROOT), 'shared', 'samples', 'face-driving.mp4')
 
 # ----------------------------------------------------------------------------------------------
 # Command line
@@ -166,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument('--find_best_frame', action='store_true',
                     help='reference frame = driving frame whose face landmarks best match the source')
     mo.add_argument('--best_frame', type=int, default=None, metavar='N', help='reference frame = driving frame N')
+    mo.add_argument('--smooth', action='store_true',
+                    help='smooth the driving keypoints over time (causal One-Euro filter; off by default)')
+    mo.add_argument('--smooth_min_cutoff', type=float, default=None, metavar='HZ',
+                    help='--smooth: cutoff at rest (default 1.0; lower: smoother, more lag)')
+    mo.add_argument('--smooth_beta', type=float, default=None, metavar='B',
+                    help='--smooth: cutoff rise with speed (default 5.0; higher: less lag on fast motion)')
+    mo.add_argument('--smooth_d_cutoff', type=float, default=None, metavar='HZ',
+                    help='--smooth: cutoff of the speed estimate (default 1.0)')
     fa = p.add_argument_group('faces')
     fa.add_argument('--crop', action='store_true',
                     help='animate the largest face of a photo of any size and paste it back; follow the driving face')
@@ -258,6 +283,19 @@ def resolve_mode(args: argparse.Namespace, family: str, config_path: str) -> tup
     return mode, adapt
 
 
+def smoothing_of(args: argparse.Namespace):
+    """--smooth and its --smooth_* parameters -> modules.temporal_filter.OneEuroParams, or None."""
+    from modules.temporal_filter import OneEuroParams
+    given = {name: getattr(args, f'smooth_{name}', None) for name in ('min_cutoff', 'beta', 'd_cutoff')}
+    given = {name: value for name, value in given.items() if value is not None}
+    if not (getattr(args, 'smooth', False) or given):
+        return None
+    try:
+        return OneEuroParams(**given)
+    except ValueError as err:
+        raise DemoError(f'--{str(err).replace("smoothing ", "smooth_")}') from None
+
+
 def check_animation_size(config: dict, config_path: str, family: str, size: tuple[int, int]) -> None:
     """--img_shape the networks cannot animate at: one line saying which sizes work."""
     from animate import size_multiple, size_problem
@@ -288,6 +326,16 @@ def check_output_path(path: str) -> None:
     if ext not in ('.mp4', '.gif'):
         raise DemoError(f"cannot write {path!r}: unsupported output format {ext or '(no extension)'!r}; "
                         "use .mp4, .gif, or a folder path ending in '/' for PNG frames")
+
+
+def check_not_an_input(result: str, **inputs: str | None) -> None:
+    """--result_video naming one of the inputs (through any path or link), or a folder output
+    that holds one (it is replaced whole): one DemoError, before anything is read or written."""
+    from media.files import overwritten_input
+    for option, path in inputs.items():
+        if overwritten_input(result, [path]):
+            raise DemoError(f'--result_video {result!r} would write over the input --{option} {path!r} '
+                            '(the same file, or a folder holding it); choose another output path')
 
 
 def note(message: str) -> None:
@@ -359,13 +407,15 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
                   adapt_scale: bool = False, initial: np.ndarray | None = None, batch_size: int = 8,
                   img_shape: tuple[int, int] | None = None, audio_from: str | None = None, quiet: bool = False,
                   on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None,
-                  compose: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                  compose: Callable[[np.ndarray], np.ndarray] | None = None, smooth=None) -> dict:
     """Stream `reader` through `animator` into `result_path`, frame by frame as results come.
 
     `source` and `initial` are float (H, W, 3) at the animation size `img_shape`; `on_batch`,
     if given, sees every (driving batch, result batch) pair, both float (B, H, W, 3); `compose`,
-    if given, turns each result batch into the uint8 frames to write (--crop's paste-back).
-    Returns {'frames', 'seconds', 'fps'}; on any error nothing is left at `result_path`.
+    if given, turns each result batch into the uint8 frames to write (--crop's paste-back);
+    `smooth` (OneEuroParams or None) filters the driving keypoints at the video's frame rate.
+    Returns {'frames', 'seconds', 'fps', 'size': (H, W) of the frames written}; on any error
+    nothing is left at `result_path`.
     """
     from animate import to_uint8
     img_shape = img_shape or animator.frame_size
@@ -377,20 +427,23 @@ def run_animation(animator, source: np.ndarray, reader: VideoReader, result_path
             yield batch
 
     start = time.perf_counter()
+    written = img_shape        # (H, W) of the frames handed to the writer: the photo's with --crop
     try:
         with VideoWriter(result_path, fps=reader.fps, audio_from=audio_from) as writer, \
                 progress_bar(reader.num_frames or reader.estimated_num_frames, 'animate', quiet) as bar:
             batches = tap(reader.iter_batches(batch_size, size=img_shape))
             for frames in animator.animate(source, batches, mode=mode, adapt_scale=adapt_scale, initial=initial,
-                                           size=img_shape):
-                writer.write(compose(frames) if compose is not None else to_uint8(frames))
+                                           size=img_shape, smooth=smooth, fps=reader.fps):
+                out = compose(frames) if compose is not None else to_uint8(frames)
+                written = out.shape[1:3]
+                writer.write(out)
                 if on_batch is not None:
                     on_batch(last[0], frames)
                 bar.update(len(frames))
     finally:
         reader.close()
     seconds = time.perf_counter() - start
-    return {'frames': writer.frames_written, 'seconds': seconds, 'fps': reader.fps}
+    return {'frames': writer.frames_written, 'seconds': seconds, 'fps': reader.fps, 'size': tuple(written)}
 
 
 def check_precision(precision: str, device, compile: bool) -> None:
@@ -430,6 +483,11 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     if batch_size < 1:
         raise DemoError(f'--batch_size {batch_size}: must be at least 1')
     check_output_path(args.result_video)
+    check_not_an_input(args.result_video, config=config_path, checkpoint=checkpoint_path,
+                       source_image=args.source_image, driving_video=args.driving_video)
+    if args.result_size:
+        parse_shape(args.result_size, '--result_size')       # a malformed one is an error, with --crop or not
+    smooth = smoothing_of(args)
     if args.threads is not None:
         if args.threads < 1:
             raise DemoError(f'--threads {args.threads}: must be at least 1')
@@ -469,19 +527,36 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
             raise
     for early in early_notes:
         warnings.showwarning(early.message, early.category, early.filename, early.lineno)
+    if args.result_size and not args.crop:
+        note(f'--result_size {args.result_size} only applies with --crop; without it the result has the '
+             f'animation size {img_shape[1]}x{img_shape[0]} (--img_shape)')
     stats = run_animation(animator, source, reader, args.result_video, mode=mode, adapt_scale=adapt,
                           initial=initial, batch_size=batch_size, img_shape=img_shape,
                           audio_from=args.driving_video if args.audio else None, quiet=args.quiet,
-                          on_batch=on_batch, compose=compose)
+                          on_batch=on_batch, compose=compose, smooth=smooth)
     rate = stats['frames'] / stats['seconds'] if stats['seconds'] > 0 else float('inf')
     if animator.int8 is not None:
         t = animator.int8.timings
         print(f"int8 set-up, inside the animation time: export {t.get('export_s', 0):.1f} s, calibration "
               f"{t.get('calibrate_s', 0):.1f} s, session {t.get('load_s', 0):.1f} s (cached in {t.get('folder', '?')})")
+    size = describe_output_size(args.result_video, stats['size'], img_shape)
     print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
-          f"{img_shape[1]}x{img_shape[0]}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''} "
+          f"{size}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''}"
+          f"{' smoothed' if smooth else ''} "
           f"on {device} {args.precision} (animation {stats['seconds']:.2f} s, {rate:.1f} frames/s)")
     return stats
+
+
+def describe_output_size(result: str, size: tuple[int, int], img_shape: tuple[int, int]) -> str:
+    """'WxH' of the file written, saying when H.264's even sides padded it (an odd --result_size
+    or photo with --crop) and when the animation ran at another size (--crop pastes into the photo)."""
+    h, w = size
+    text = f'{w}x{h}'
+    if result.lower().endswith('.mp4') and (h % 2 or w % 2):
+        text = f'{w + w % 2}x{h + h % 2} ({w}x{h} padded by one repeated row/column: H.264 needs even sides)'
+    if tuple(size) != tuple(img_shape):
+        text += f', animated at {img_shape[1]}x{img_shape[0]}'
+    return text
 
 
 def crop_inputs(args: argparse.Namespace, img_shape, device, config: dict | None = None):
@@ -573,6 +648,27 @@ def write_example_inputs(out: str, num_frames: int = 64) -> tuple[Example, str, 
     return example, source_path, driving_path
 
 
+def python_command() -> str:
+    """This interpreter as a command that works from the current folder: 'python' when that is
+    what the shell finds, else its path ('.venv/bin/python' after `make demo`, whose venv is not
+    on PATH: the system Python has no torch)."""
+    import shutil
+    found = shutil.which('python')
+    if found and os.path.dirname(os.path.abspath(found)) == os.path.dirname(os.path.abspath(sys.executable)):
+        return 'python'
+    shown = _shown(sys.executable)
+    return shown if os.sep in shown else os.path.join('.', shown)
+
+
+def official_example() -> str:
+    """The closing hint of --example: demo.py on a face with an official checkpoint, as a command
+    that runs from the current folder once the checkpoint and a photo are there."""
+    driving = _shown(SAMPLE_DRIVING) if os.path.isfile(SAMPLE_DRIVING) else 'driving.mp4'
+    return (f'{python_command()} {_shown(os.path.join(ROOT, "demo.py"))} --config config/fomm/vox-256.yaml '
+            f'--checkpoint vox-cpk.pth.tar --source_image my.png --driving_video {driving} '
+            '--result_video result.mp4 --relative --adapt_scale --audio')
+
+
 def make_example(args: argparse.Namespace) -> int:
     from synthetic.data import FPS
 
@@ -613,7 +709,7 @@ def make_example(args: argparse.Namespace) -> int:
               f"{np.mean(errors['result']):.4f}, a still source image {np.mean(errors['source']):.4f}")
     print(f'\nExample outputs are in {_shown(out)}/: source.png, driving.mp4, result.mp4, side-by-side.mp4.')
     print('To animate your own photo with an official checkpoint (see README for where to get them):')
-    print(f'  {OFFICIAL_EXAMPLE}')
+    print(f'  {official_example()}')
     return 0
 
 
@@ -624,19 +720,22 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as stop:                  # --help, or a usage error already printed
         return stop.code if isinstance(stop.code, int) else 2
+    from media.files import Terminated, sigterm_as_interrupt
     with warnings_as_notes():
         try:
-            if args.example:
-                return make_example(args)
-            animate_files(args)
-            return 0
+            with sigterm_as_interrupt():      # SIGTERM cleans up as Ctrl-C does: no .part files left
+                if args.example:
+                    return make_example(args)
+                animate_files(args)
+                return 0
         except (MediaError, ConfigError, CheckpointError, DemoError, FaceModelError, NoFaceError, BodyModelError,
                 NoBodyError) as err:
             print(f'error: {one_line(err)}', file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print('interrupted; no result written', file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            print(f"{'terminated' if terminated else 'interrupted'}; no result written", file=sys.stderr)
+            return 143 if terminated else 130
 
 
 if __name__ == '__main__':

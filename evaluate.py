@@ -36,7 +36,7 @@ if ROOT not in sys.path:
 from faces.backend import BACKEND_CHOICES, FaceModelError, as_uint8, load_backend  # noqa: E402
 from faces.metrics import PROTOCOL_SIZE, FaceMetrics, face_columns  # noqa: E402
 from scoring import L1, table_lines  # noqa: E402
-from media.files import atomic_path  # noqa: E402
+from media.files import atomic_path, overwritten_input  # noqa: E402
 from media import IMAGE_EXTENSIONS, MediaError, VideoReader, load_image  # noqa: E402
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.m4v')
@@ -106,8 +106,14 @@ def frame_l1(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
 
 
 def evaluate(real_dir: str, fake_dir: str, backend_name: str = 'auto', device: str = 'cpu',
-             frame_size: int = 0, identity: bool = True, kind: str = 'face', reid_model: str | None = None) -> dict:
+             frame_size: int = 0, identity: bool = True, kind: str = 'face', reid_model: str | None = None,
+             out: str | None = None) -> dict:
+    """Scores of the videos of `fake_dir` against their namesakes in `real_dir`. `out`, the JSON
+    file main() writes afterwards, is checked first: it must not be one of the videos."""
     real, fake = list_media(real_dir), list_media(fake_dir)
+    clash = overwritten_input(out, [*real.values(), *fake.values()]) if out else None
+    if clash:
+        raise EvaluateError(f'--out {out!r} would write over the input video {clash!r}; choose another path')
     common = sorted(set(real) & set(fake))
     if not common:
         raise EvaluateError(f'no video of {fake_dir!r} matches one of {real_dir!r} by name '
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from bodies.backend import BodyModelError, NoBodyError
     try:
         scores = evaluate(args.real, args.fake, args.face_backend, args.device, args.frame_size,
-                          identity=not args.no_identity, kind=args.kind, reid_model=args.reid_model)
+                          identity=not args.no_identity, kind=args.kind, reid_model=args.reid_model, out=args.out)
     except (EvaluateError, FaceModelError, MediaError, BodyModelError, NoBodyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animate import Animator, required_networks, to_uint8_truncated, video_stem
+from animate import Animator, refuse_output_among_inputs, required_networks, to_uint8_truncated, video_stem
 from faces.backend import as_uint8
 from media.files import atomic_path
 from bodies.metrics import body_fields, metrics_kind
@@ -80,6 +80,8 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
                    batch_size: int = 16, akd: bool = True, visualize: bool = True, face_backend: str = 'auto') -> dict:
     if not checkpoint:
         raise ValueError('--mode reconstruction needs --checkpoint')
+    out_dir = os.path.join(log_dir, 'reconstruction')
+    refuse_output_among_inputs(out_dir, getattr(dataset, 'root_dir', None))
     ckpt = load_models(checkpoint, {k: m for k, m in models.items() if k != 'discriminator'}, config,
                        required_networks(models))
     background = 'bg_predictor' in models and 'bg_predictor' in ckpt
@@ -88,7 +90,6 @@ def reconstruction(config: dict, models: dict, dataset, log_dir: str, device, ch
     params = config.get('reconstruction_params') or {}
     num_videos = params.get('num_videos')
     fmt = params.get('format', '.mp4')
-    out_dir = os.path.join(log_dir, 'reconstruction')
     os.makedirs(os.path.join(out_dir, 'png'), exist_ok=True)
     animator = Animator(config, models, device)
     visualizer = Visualizer(**(config.get('visualizer_params') or {}))

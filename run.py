@@ -150,7 +150,14 @@ def main(argv=None) -> int:
         return 2
     if launches_per_device(args):
         return launch(args, args.device_ids)
-    return execute(args, setup_distributed(args.cpu))
+    from media.files import Terminated, sigterm_as_interrupt
+    try:
+        with sigterm_as_interrupt():     # SIGTERM unwinds as Ctrl-C does: temporary .part files are removed
+            return execute(args, setup_distributed(args.cpu))
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}; files being written were not kept", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 def execute(args, dist) -> int:

@@ -18,7 +18,11 @@ both cached on disk (`cache_dir()`), and loaded in about a second afterwards.
 Cache: <cache_dir>/<model fingerprint>/generator.onnx (fp32 export) and
 generator-int8-<calibration hash>.onnx. The fingerprint covers the weights, the model config,
 the frame size and the library versions; the calibration hash covers the calibration inputs and
-the quantization settings, so a second run on the same inputs pays neither export nor calibration.
+the quantization settings, so a second run on the same inputs pays neither export nor calibration;
+another source or driving video reuses the export and is calibrated anew (a graph of 45 MB for a
+vox-256 model). The cache is bounded: after each build the least recently used graphs go until it
+holds at most $KEYPOINT_ANIMATION_CACHE_MB megabytes (default CACHE_LIMIT_MB), never the graphs
+in use.
 """
 from __future__ import annotations
 
@@ -38,6 +42,71 @@ CALIBRATION_FRAMES = 8        # default number of driving frames calibration see
 KEEP_FP32: tuple[str, ...] = ()
 # The networks inside the generator graph: its cache key covers their weights alone.
 GRAPH_NETWORKS = {'fomm': ('generator',), 'tps': ('dense_motion_network', 'inpainting_network')}
+
+
+CACHE_LIMIT_MB = 1024         # default bound of the cache: an fp32 export and its int8 graphs are ~45-180 MB
+                              # for vox-256 models, so a few models and several calibrations fit
+
+
+def cache_limit_bytes() -> int:
+    """The cache's bound in bytes: $KEYPOINT_ANIMATION_CACHE_MB megabytes, else CACHE_LIMIT_MB."""
+    text = os.environ.get('KEYPOINT_ANIMATION_CACHE_MB')
+    try:
+        megabytes = float(text) if text else CACHE_LIMIT_MB
+    except ValueError:
+        import warnings
+        warnings.warn(f'KEYPOINT_ANIMATION_CACHE_MB={text!r} is not a number of megabytes; the int8 cache keeps '
+                      f'the default {CACHE_LIMIT_MB} MB')
+        megabytes = CACHE_LIMIT_MB
+    return int(max(0.0, megabytes) * 2 ** 20)
+
+
+def prune_cache(keep: Iterable[str] = (), limit: int | None = None, folder: str | None = None) -> list[str]:
+    """Remove the least recently used graphs (oldest access time: `Int8Generator.build` marks
+    the graphs it uses) until the cache holds at most `limit` bytes (default
+    `cache_limit_bytes()`); the `keep` paths stay whatever their size. Folders left empty go too.
+    Returns the removed paths. Another process removing a file at the same time is fine."""
+    folder = folder or cache_dir()
+    limit = cache_limit_bytes() if limit is None else limit
+    kept = {os.path.realpath(p) for p in keep}
+    files = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                continue
+            files.append((info.st_atime, info.st_size, path))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for _, size, path in sorted(files):          # oldest first
+        if total <= limit:
+            break
+        if os.path.realpath(path) in kept:
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        total -= size
+        removed.append(path)
+    for parent in {os.path.dirname(p) for p in removed}:
+        if parent != folder:
+            try:
+                os.rmdir(parent)          # only when empty
+            except OSError:
+                pass
+    return removed
+
+
+def _touch(path: str) -> None:
+    """Mark a cached graph as just used: its access time (set here whatever the mount's atime
+    policy) orders `prune_cache`; the modification time stays that of its making."""
+    try:
+        os.utime(path, ns=(time.time_ns(), os.stat(path).st_mtime_ns))
+    except OSError:
+        pass
 
 
 def cache_dir() -> str:
@@ -205,6 +274,9 @@ class Int8Generator:
         start = time.perf_counter()
         self.session = session(self.path)
         self.timings['load_s'] = time.perf_counter() - start
+        for used in (fp32_path, self.path):
+            _touch(used)
+        self.timings['pruned'] = prune_cache(keep=(fp32_path, self.path))
         return self.path
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pickle
+import re
 import zipfile
 
 import torch
@@ -57,18 +58,27 @@ def describe_unreadable(path: str) -> str:
         return 'not a PyTorch checkpoint (neither the zip nor the legacy format)'
 
 
+def refusal(torch_message: str) -> str:
+    """Why a checkpoint carrying pickled code is refused and what is safe instead. PyTorch's own
+    text ends with advice to load with weights_only=False, which would run that code: not shown."""
+    found = re.search(r'GLOBAL ([\w.]+)', torch_message)
+    what = f' ({found.group(1)})' if found else ''
+    return (f'refused: the file carries pickled Python objects other than tensors{what}, and loading them could run '
+            'code. Only plain state dicts are loaded: take the checkpoint from its authors\' page (README, "Get a '
+            'checkpoint"), or, for a file you made yourself, save the networks\' tensors alone: '
+            'torch.save({name: network.state_dict(), ...}, path)')
+
+
 def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
         with open(path, 'rb') as f:
             structured = f.read(4).startswith((ZIP_MAGIC, PICKLE_MAGIC))
         if structured and ('Unsupported global' in str(e) or 'GLOBAL' in str(e)):
-            raise CheckpointError(f'{path}: refused: the file carries pickled Python objects other than tensors '
-                                  f'(code could run on loading). Only plain state dicts are loaded. ({first[:200]})') from None
+            raise CheckpointError(f'{path}: {refusal(str(e))}') from None
         raise CheckpointError(f'{path}: {describe_unreadable(path)}') from None
     except Exception:  # torch raises many types for a file that is not a checkpoint
         raise CheckpointError(f'{path}: {describe_unreadable(path)}') from None

@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def _umask() -> int:
@@ -69,3 +69,54 @@ def atomic_dir(path: str) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or lies below it (both already resolved with realpath)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def overwritten_input(output: str, inputs: Iterable[str | None]) -> str | None:
+    """The first of `inputs` that writing `output` would destroy or write into, else None.
+
+    A clash is: the same file (through another path, a hard link or a symlink), an output inside
+    an input folder (a folder of frames), or an output folder that holds an input (folder outputs
+    are replaced whole). Paths that do not exist yet are compared after resolving their links."""
+    out = os.path.realpath(output)
+    for given in inputs:
+        if not given or not os.path.exists(given):
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.exists(output) and os.path.samefile(output, given):
+                return given
+        real = os.path.realpath(given)
+        if out == real or (os.path.isdir(real) and _inside(out, real)) or _inside(real, out):
+            return given
+    return None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that the same clean-up runs
+    (atomic_path / atomic_dir remove their temporary files on the way out)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM raises `Terminated` (a KeyboardInterrupt) as Ctrl-C would, so that the
+    clean-up of atomic_path / atomic_dir runs; without it SIGTERM ends the process on the spot
+    and leaves `.name.part` files and folders behind. Entry points wrap their work in it. Only
+    the main thread may set a handler: elsewhere (a command run inside a thread) it does nothing."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

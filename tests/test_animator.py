@@ -60,9 +60,9 @@ def test_animate_mode_reads_use_relative_jacobian(tmp_path, monkeypatch, fomm_mo
     seen = []
     prepare = animate.Animator.prepare
 
-    def spy(self, source, initial, mode, adapt_scale, relative_jacobian=True):
+    def spy(self, source, initial, mode, adapt_scale, relative_jacobian=True, **options):
         seen.append((mode, relative_jacobian))
-        return prepare(self, source, initial, mode, adapt_scale, relative_jacobian)
+        return prepare(self, source, initial, mode, adapt_scale, relative_jacobian, **options)
     monkeypatch.setattr(animate.Animator, 'prepare', spy)
     assert run.main(['--config', str(tmp_path / 'c.yaml'), '--mode', 'animate', '--checkpoint',
                      str(tmp_path / 'k.pth.tar'), '--log_dir', str(tmp_path / 'log')]) == 0

@@ -26,6 +26,7 @@ SERVED = app.ModelFiles(str(REPO_ROOT / demo.EXAMPLE_CONFIG), str(REPO_ROOT / de
      ['--mode', 'standard', '--best_frame', '7']),
     (app.AnimateOptions(reference=app.REF_BEST, audio=False), 'tps', ['--mode', 'relative', '--find_best_frame']),
     (app.AnimateOptions(audio=False, crop=True), 'tps', ['--mode', 'relative', '--crop']),
+    (app.AnimateOptions(audio=False, smooth=True), 'fomm', ['--mode', 'relative', '--smooth']),
 ])
 def test_controls_are_demo_options(options, family, argv):
     assert options.demo_argv(family) == argv
@@ -80,6 +81,38 @@ def test_session_cancel_and_close(tmp_path):
     with pytest.raises(app.gr.Error):
         with session.new_job():
             pass
+
+
+def test_live_smoothing_filters_the_stream_and_keeps_the_reference(tmp_path, monkeypatch):
+    """Live tab's "Smooth motion": off, camera frames animate as they are; on, the first frame is
+    unchanged and later ones are filtered; switching it keeps the reference frame."""
+    import itertools
+    import types
+    from PIL import Image
+    # A camera frame every 40 ms (two clock readings per frame), however slow this machine is.
+    ticks = itertools.count()
+    monkeypatch.setattr(app, 'time', types.SimpleNamespace(perf_counter=lambda: 0.02 * next(ticks)))
+    page = app.App.__new__(app.App)
+    animator = app.Models(SERVED, 'cpu').get(SERVED)
+    example = demo.example_inputs(num_frames=6)
+    source = str(tmp_path / 'source.png')
+    Image.fromarray(example.source).save(source)
+
+    def stream(smooth_each: list[bool]) -> tuple[list[np.ndarray], app.LiveState]:
+        live = app.LiveState(str(tmp_path / f'live-{len(list(tmp_path.iterdir()))}'))
+        frames = []
+        for frame, smooth in zip(example.driving, smooth_each):
+            path, _ = page.animate_live(live, animator, frame, source, False, smooth)
+            frames.append(np.asarray(Image.open(path)).astype(int))
+        return frames, live
+
+    plain, _ = stream([False] * 6)
+    smooth, live = stream([True] * 6)
+    assert np.array_equal(smooth[0], plain[0])
+    assert all(np.abs(s - p).mean() > 0.1 for s, p in zip(smooth[2:], plain[2:]))
+    switched, live = stream([False, False, False, True, True, True])
+    assert live.references == 1 and live.smooth
+    assert np.array_equal(switched[2], plain[2]) and np.abs(switched[5] - plain[5]).mean() > 0.1
 
 
 def test_page_message_of_a_checkpoint_that_does_not_fit():
@@ -140,3 +173,60 @@ def test_app_refuses_a_precision_the_device_cannot_run(capsys, monkeypatch):
         monkeypatch.setenv(name, os.environ.get(name, tempfile.gettempdir()))
     assert app.main(['--precision', 'fp16', '--device', 'cpu']) == 2
     assert 'needs a CUDA GPU' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 25: a photo without a face, a truncated upload, the terminal's first line
+# ----------------------------------------------------------------------------------------------
+
+def _page(tmp_path) -> 'app.App':
+    return app.App(SERVED, str(tmp_path / 'root'), 'cpu', concurrency=1)
+
+
+def test_crop_on_a_photo_without_a_face_is_one_page_message(tmp_path):
+    """demo.py says it in one line; the page must show that line, not Gradio's generic error."""
+    from PIL import Image
+    from media import VideoWriter
+    photo = tmp_path / 'wall.png'
+    Image.fromarray(np.full((96, 128, 3), 120, np.uint8)).save(photo)
+    driving = tmp_path / 'driving.mp4'
+    with VideoWriter(str(driving), fps=10) as writer:
+        writer.write(np.full((3, 64, 64, 3), 90, np.uint8))
+    page = _page(tmp_path)
+    with pytest.raises(app.gr.Error) as caught:
+        page.animate(str(photo), str(driving), app.SERVED, '', '', 'relative', False, app.REF_FIRST, 0, False,
+                     True, False, request=None, progress=lambda *a, **k: None)     # crop on, smooth off
+    assert 'no face found' in caught.value.message and 'wall.png' in caught.value.message
+
+
+def test_a_truncated_upload_is_refused_at_once(tmp_path):
+    """A video cut off near its end passes a first-frame probe: the upload check reads its end too."""
+    import subprocess
+    from conftest import ffmpeg_exe
+    full = tmp_path / 'full.mp4'
+    subprocess.run([ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i',
+                    'testsrc=size=64x64:rate=25:duration=0.6', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-g', '2',
+                    '-movflags', '+faststart', str(full)], check=True)
+    data = full.read_bytes()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    page = _page(tmp_path)
+    assert 'cut.mp4' not in page.check_video(str(full)) and 'full.mp4' in page.check_video(str(full))
+    with pytest.raises(app.gr.Error) as caught:
+        page.check_video(str(cut))
+    assert 'cut.mp4' in caught.value.message
+
+
+def test_the_terminal_line_is_plain_text(capsys, monkeypatch):
+    import os
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', tempfile.tempdir)
+    for name in ('TMPDIR', 'GRADIO_TEMP_DIR'):
+        monkeypatch.setenv(name, os.environ.get(name, tempfile.gettempdir()))
+
+    def stop(self):                # instead of serving: main() prints its line first
+        raise KeyboardInterrupt
+    monkeypatch.setattr(app.App, 'build', stop)
+    assert app.main(['--device', 'cpu']) == 130
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert line.startswith('serving TPSMM, 64x64') and '*' not in line and '`' not in line, line

@@ -7,6 +7,7 @@ benchmarks/bench_int8_quality.py measures the full held-out set.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,37 @@ def test_demo_int8_with_compile_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith('error: --precision int8') and err.count('\n') == 1
     assert not os.listdir(tmp_path)
+
+
+def test_int8_cache_is_bounded(cache, monkeypatch):
+    """Every new source/driving pair adds a calibrated graph (45 MB for vox-256; the app adds one
+    per request): the cache keeps the most recently used ones within $KEYPOINT_ANIMATION_CACHE_MB,
+    never the graphs in use. Export, quantization and session are stand-ins of known size here."""
+    from deploy import quantize
+    size = 300_000
+
+    def fake_write(path):
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'wb') as f:
+                f.write(b'\0' * size)
+
+    monkeypatch.setattr(quantize, 'export_generator', lambda models, frame_size, path: fake_write(path))
+    monkeypatch.setattr(quantize, 'quantize', lambda fp32, out, feeds, *rest: fake_write(out))
+    monkeypatch.setattr(quantize, 'session', lambda path: object())
+    monkeypatch.setenv('KEYPOINT_ANIMATION_CACHE_MB', str(3.5 * size / 2 ** 20))     # room for 3 graphs
+    generator = quantize.Int8Generator({'model_params': {}}, {'generator': torch.nn.Conv2d(3, 3, 1)}, 'fomm')
+    paths = []
+    for pair in range(6):
+        feeds = [{'source': np.full((1, 3, 8, 8), pair, np.float32)}]
+        paths.append(generator.build(feeds))
+        files = [p for p in cache.rglob('*') if p.is_file()]
+        assert sum(p.stat().st_size for p in files) <= 3.5 * size
+        assert os.path.exists(paths[-1]) and os.path.exists(os.path.join(os.path.dirname(paths[-1]), 'generator.onnx'))
+    assert len(set(paths)) == 6
+    # Using an older graph again marks it: the next prune removes others first.
+    kept = paths[-2]
+    generator.build([{'source': np.full((1, 3, 8, 8), 4, np.float32)}])
+    generator.build([{'source': np.full((1, 3, 8, 8), 99, np.float32)}])
+    assert os.path.exists(kept)
+    assert quantize.prune_cache(limit=0, keep=[kept]) and [p for p in cache.rglob('*') if p.is_file()] == [Path(kept)]
