@@ -6,7 +6,7 @@ those two are decoded (two files of a frame folder, two tiles of a strip image, 
 files each frame from the keyframe before it, skipping the frames nothing refers to).
 
 Video formats, each giving float32 (H, W, 3) frames in [0, 1] (grayscale -> RGB, alpha dropped),
-all read through `video_io` (PyAV for video files):
+all read through `media` (PyAV for video files):
 
 * a folder of image files, frames in natural name order (`2.png` before `10.png`);
 * a single .png/.jpg "strip" with the frames side by side, each `frame_shape` wide;
@@ -121,7 +121,7 @@ def _normalise_frame_shape(frame_shape: Sequence[int] | None) -> FrameShape | No
 
 
 # --------------------------------------------------------------------------------------------
-# Readers: count frames cheaply, decode only the frames asked for (video_io does the decoding).
+# Readers: count frames cheaply, decode only the frames asked for (media does the decoding).
 
 
 def _video_kind(path: str) -> str:
@@ -174,7 +174,7 @@ def count_frames(path: str, frame_shape: FrameShape | None = None, cache: dict[s
     """Number of frames of the video at `path`.
 
     Folders are counted from their listing, strips from their width, video files from their packets
-    (one pass that reads but does not decode the file; video_io keeps the result per file).
+    (one pass that reads but does not decode the file; media keeps the result per file).
     `cache` (one dict per data set) keeps the counts. Raises VideoReadError for unreadable files.
     """
     if cache is not None and path in cache:
@@ -407,6 +407,9 @@ class FramesDataset(Dataset):
         self._rng_pid: int | None = None
         if self.is_train:
             self._check_frame_sizes()
+            # One flag per video file, in shared memory so DataLoader workers see each other's.
+            self._slots = {path: i for i, path in enumerate(self._video_paths())}
+            self._noted = torch.zeros(len(self._slots), dtype=torch.uint8).share_memory_()
 
     def _video_paths(self) -> list[str]:
         names = self.videos if self._videos_by_id is None else \
@@ -465,9 +468,24 @@ class FramesDataset(Dataset):
             name = candidates[int(rng.integers(len(candidates)))]
         return os.path.join(self.root_dir, name), name
 
+    def _note_damage(self, path: str, num_frames: int) -> None:
+        """Say once per file (across workers) that a video file is cut off or damaged: training uses
+        the frames that decode, where demo.py refuses the file."""
+        slot = self._slots.get(path)
+        if slot is None or self._noted[slot] or _video_kind(path) != 'video':
+            return
+        reason = media.damage(path)
+        if reason is not None:
+            self._noted[slot] = 1
+            logger.warning('training video %s: %s; it is used as a clip of the %d frames that decode (demo.py '
+                           'refuses such a file; re-encode or remove it)', path, reason, num_frames)
+
     def _train_item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         path, name = self._pick_video(index, rng)
+        first_use = path not in self._probe_cache
         num_frames = count_frames(path, self.frame_shape, self._probe_cache)
+        if first_use:
+            self._note_damage(path, num_frames)
         if num_frames < 1:
             raise VideoReadError(path, 'the video has no frames')
         frame_idx = np.sort(rng.choice(num_frames, size=2, replace=True))

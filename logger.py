@@ -335,9 +335,12 @@ class Logger:
         log_dir/log.txt                           one line per epoch (appended, flushed)
         log_dir/train-vis/<epoch>-rec.png         visualisation of the epoch's last batch
         log_dir/last.pth.tar                      rolling checkpoint, rewritten every epoch
-        log_dir/<epoch>-checkpoint.pth.tar        when (epoch + 1) % checkpoint_freq == 0
+        log_dir/<epoch>-checkpoint.pth.tar        when (epoch + 1) % checkpoint_freq == 0, and the last
         log_dir/tensorboard/events.out.tfevents.* TensorBoard (if `tensorboard`)
-    `<epoch>` is `str(epoch).zfill(zfill_num)`.
+    `<epoch>` is `str(epoch).zfill(zfill_num)`. A numbered checkpoint of the epoch `last.pth.tar`
+    holds is a hard link to it (one copy on disk; replacing `last.pth.tar` later leaves it intact).
+    `keep_last`: None keeps every numbered checkpoint (as the references); N keeps the newest N
+    of the run folder and deletes older ones; 0 writes none (`last.pth.tar` only).
 
     With `enabled=False` (non-zero DDP ranks) nothing is created and every method is a no-op
     (the path-returning methods still return the path they would have written).
@@ -351,9 +354,11 @@ class Logger:
 
     def __init__(self, log_dir: str, checkpoint_freq: int | None = 1,
                  visualizer_params: Mapping[str, Any] | None = None, zfill_num: int = 8,
-                 log_file_name: str = 'log.txt', tensorboard: bool = True, enabled: bool = True):
+                 log_file_name: str = 'log.txt', tensorboard: bool = True, enabled: bool = True,
+                 keep_last: int | None = None):
         self.log_dir = log_dir
         self.checkpoint_freq = checkpoint_freq
+        self.keep_last = keep_last
         self.zfill_num = zfill_num
         self.enabled = enabled
         self.log_path = os.path.join(log_dir, log_file_name)
@@ -443,8 +448,7 @@ class Logger:
             self.save_checkpoint(checkpoint, epoch, path=self.last_checkpoint_path)
             if self.checkpoint_freq and self.checkpoint_freq > 0 \
                     and (epoch + 1) % self.checkpoint_freq == 0:
-                with atomic_path(self.checkpoint_path(epoch)) as tmp:
-                    shutil.copyfile(self.last_checkpoint_path, tmp)
+                self._number_last(epoch)
 
         if inp is not None and out is not None:
             try:
@@ -479,11 +483,46 @@ class Logger:
         return path
 
     def save_final(self, checkpoint: Mapping[str, Any], epoch: int) -> str:
-        """Write the numbered checkpoint of the last epoch unless it already exists."""
+        """Write the numbered checkpoint of the last epoch unless it already exists (or keep_last is 0)."""
         path = self.checkpoint_path(epoch)
-        if not self.enabled or os.path.exists(path):
+        if not self.enabled or os.path.exists(path) or self.keep_last == 0:
             return path
-        return self.save_checkpoint(checkpoint, epoch, path=path)
+        if self.last_epoch == epoch and os.path.isfile(self.last_checkpoint_path):
+            return self._number_last(epoch)
+        self.save_checkpoint(checkpoint, epoch, path=path)
+        self._prune()
+        return path
+
+    def _number_last(self, epoch: int) -> str:
+        """`last.pth.tar` (just written for `epoch`) also as the numbered checkpoint of `epoch`: a hard
+        link where the file system has them, else a copy; then prune to `keep_last`."""
+        path = self.checkpoint_path(epoch)
+        if self.keep_last == 0:
+            return path
+        with atomic_path(path) as tmp:
+            os.remove(tmp)
+            try:
+                os.link(self.last_checkpoint_path, tmp)
+            except OSError:        # no hard links here (some network and FAT file systems)
+                shutil.copyfile(self.last_checkpoint_path, tmp)
+        self._prune()
+        return path
+
+    def numbered_checkpoints(self) -> list[str]:
+        """The run folder's `<epoch>-checkpoint.pth.tar` files, oldest epoch first."""
+        found = []
+        for name in os.listdir(self.log_dir):
+            head, sep, tail = name.partition('-')
+            if sep and head.isdigit() and tail == 'checkpoint.pth.tar':
+                found.append((int(head), os.path.join(self.log_dir, name)))
+        return [path for _, path in sorted(found)]
+
+    def _prune(self) -> None:
+        """Delete all but the newest `keep_last` numbered checkpoints."""
+        if not self.keep_last:
+            return
+        for path in self.numbered_checkpoints()[:-self.keep_last]:
+            os.remove(path)
 
     @staticmethod
     def load_checkpoint(path: str, objects: Mapping[str, Any], strict: bool = True) -> int:

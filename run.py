@@ -24,6 +24,16 @@ import torch  # noqa: E402
 log = logging.getLogger('run')
 
 
+def whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected a whole number >= 0, got {text!r}')
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', required=True, help='path to a config yaml (official configs work unchanged)')
@@ -35,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'as torchrun); ignored under torchrun')
     p.add_argument('--cpu', action='store_true', help='run on the CPU even when CUDA is present')
     p.add_argument('--epochs', type=int, default=None, help='override train_params.num_epochs (for quick runs)')
+    p.add_argument('--keep_last', type=whole_number, default=None, metavar='N',
+                   help='keep only the newest N numbered checkpoints (<epoch>-checkpoint.pth.tar) of the run folder; '
+                        '0: none, last.pth.tar only (default: train_params.keep_last, else all, as the references)')
     p.add_argument('--max_minutes', type=float, default=None,
                    help='stop after the first epoch that ends past this many minutes (fixed-budget runs)')
     p.add_argument('--find_best_frame', action='store_true',
@@ -186,6 +199,9 @@ def execute(args, dist) -> int:
             from modules import cpu_threads
             cpu_threads.configure(args.threads)
         config = load_config(args.config)
+        section = {'train': 'train_params', 'train_avd': 'train_avd_params'}.get(args.mode)
+        if args.keep_last is not None and section in config:
+            config[section]['keep_last'] = args.keep_last
         device = pick_device(args, dist)
         log.info('device: %s%s', device, f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else '')
         precision = run_precision(args, config, device)

@@ -11,12 +11,15 @@ networks with inf-norm gradient clipping at 10, and one for the background predi
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import os
 import re
+import sys
 import time
 import warnings
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -71,9 +74,35 @@ def adam(params, lr: float, weight_decay: float = 0) -> torch.optim.Adam:
                             weight_decay=weight_decay)
 
 
-def multistep(optimizer, milestones, start_epoch: int):
-    # last_epoch=start_epoch-1 puts the schedule where an uninterrupted run would be.
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1, last_epoch=start_epoch - 1)
+def multistep(optimizer, milestones, start_epoch: int = 0, state: dict | None = None,
+              restored: bool = False) -> torch.optim.lr_scheduler.MultiStepLR:
+    """MultiStepLR (x0.1 at each milestone) standing where a run from epoch 0 stands when epoch
+    `start_epoch` begins, so that a resumed run has the learning rates of an uninterrupted one.
+
+    torch's scheduler is chained (since 1.4): each step multiplies the optimizer's current rate, so
+    rebuilding it with `last_epoch=start_epoch - 1` (the references) cuts a restored, already cut,
+    rate once more when `start_epoch` is a milestone. Instead the scheduler is built fresh and then
+    put at `start_epoch`: from its saved `state` (our checkpoints' `scheduler_*`; the config's
+    milestones still rule), else at `start_epoch` itself. The rate is the restored optimizer's
+    (`restored`), or for an optimizer starting fresh the closed form initial_lr * 0.1 ** (milestones
+    passed by start_epoch), the rate an uninterrupted run has then."""
+    if start_epoch <= 0 and state is None:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    groups = optimizer.param_groups
+    rates = [group['lr'] for group in groups]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    if not restored:
+        cut = 0.1 ** bisect.bisect_right(sorted(milestones), start_epoch)
+        rates = [group['initial_lr'] * cut for group in groups]
+    for group, rate in zip(groups, rates):
+        group['lr'] = rate          # undo the constructor's own step (a milestone at epoch 0 cuts)
+    if state is not None:
+        scheduler.load_state_dict(state)
+        scheduler.milestones, scheduler.gamma = Counter(milestones), 0.1
+    else:
+        scheduler.last_epoch = start_epoch
+    scheduler._last_lr = list(rates)
+    return scheduler
 
 
 def build_optimizers(models: dict, train_params: dict) -> dict[str, torch.optim.Optimizer]:
@@ -131,40 +160,98 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict, path: str, key: s
 def discriminator_to_refit(path: str, ckpt: dict, models: dict) -> bool:
     """True when the checkpoint's discriminator does not fit this config's, as when an `-adv`
     config (taichi-adv-256, `use_kp: true`: keypoint heatmaps as extra input channels) fine-tunes a
-    base checkpoint. FOMM's reference then starts a fresh discriminator and loads the rest; so do
-    we, saying so. Every other network that does not fit stays an error."""
+    base checkpoint. Every other network that does not fit stays an error."""
     if 'discriminator' not in models or 'discriminator' not in ckpt:
         return False
     problems = state_dict_mismatch(models['discriminator'], _strip_prefix(ckpt['discriminator']))
     if problems:
-        log.warning('%s: its discriminator does not fit this config (%s); the discriminator and its optimizer '
-                    'start fresh, as in the reference (an -adv config with use_kp fine-tuning a base checkpoint '
+        log.warning('%s: its discriminator does not fit this config (%s); as in the reference, the tensors that '
+                    'fit are loaded, the others start from their initialisation, and optimizer_discriminator (its '
+                    'learning rate included) is restored (an -adv config with use_kp fine-tuning a base checkpoint '
                     'does this)', path, '; '.join(problems))
     return bool(problems)
 
 
-def load_training_state(path: str, models: dict, optimizers: dict, config: dict) -> int:
-    """Resume: networks (strict, with diagnostics), optimizers; returns the next epoch to run."""
-    ckpt = read_checkpoint(path)
-    fresh = {'discriminator', 'optimizer_discriminator'} if discriminator_to_refit(path, ckpt, models) else set()
-    ckpt = load_models(path, {k: m for k, m in models.items() if k not in fresh}, config,
-                       checkpoint=ckpt)     # networks in OPTIONAL_NETWORKS start from their initialisation
-    for key in models:
-        if key not in ckpt:
-            log.info('%s has no %s; it starts from its initialisation', path, key)
+def load_fitting(model: nn.Module, state: dict) -> list[str]:
+    """Load the tensors of `state` whose name and shape fit `model`; return the names of the others,
+    which keep their initialisation. FOMM's reference loads a discriminator that does not fit with a
+    strict `load_state_dict` inside try/except: torch copies every fitting tensor before it raises
+    on the rest, so that is what the reference's "randomly initialized" discriminator holds."""
+    own = model.state_dict()
+    fitting = OrderedDict((k, v) for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape))
+    if getattr(state, '_metadata', None) is not None:
+        fitting._metadata = state._metadata      # per-module versions (spectral norm reads its own)
+    model.load_state_dict(fitting, strict=False)
+    return [k for k in own if k not in fitting]
+
+
+def drop_unfitting_moments(opt: torch.optim.Optimizer) -> int:
+    """Forget the restored optimizer state of parameters whose shape changed (a refitted
+    discriminator's first layer); returns how many. The reference keeps them, and Adam's first
+    step then fails on the shapes; a base run with its GAN off (taichi-256) saved none."""
+    dropped = 0
+    for group in opt.param_groups:
+        for p in group['params']:
+            state = opt.state.get(p, {})
+            if any(torch.is_tensor(v) and v.dim() and v.shape != p.shape for v in state.values()):
+                del opt.state[p]
+                dropped += 1
+    return dropped
+
+
+@dataclass
+class Resume:
+    """What a checkpoint gives the training loop besides the networks' weights."""
+    start_epoch: int
+    restored: set[str] = field(default_factory=set)       # optimizers whose saved state was loaded
+    schedulers: dict = field(default_factory=dict)        # saved scheduler states, by scheduler key
+
+
+def restore_optimizers(path: str, ckpt: dict, optimizers: dict, refit: bool) -> set[str]:
+    """Load each optimizer's saved state where the checkpoint has one; returns their keys."""
+    restored = set()
     for key, opt in optimizers.items():
-        if key in fresh:
-            continue
         if all(group['lr'] == 0 for group in opt.param_groups):
             # A learning rate of 0 in the config freezes that network (FOMM's taichi-adv-256 sets
             # lr_kp_detector: 0 to fine-tune from a taichi-256 checkpoint). Loading the saved
             # optimizer would bring back its old learning rate, so, as the reference, it is not loaded.
             log.info('%s: learning rate 0 in the config; %s not restored, its network stays frozen', path, key)
-        elif key in ckpt:
-            restore_optimizer(opt, ckpt[key], path, key)
-        else:
+        elif key not in ckpt:
             log.warning('%s has no %s; that optimizer starts fresh', path, key)
-    return int(ckpt.get('epoch', -1)) + 1
+        elif refit and key == 'optimizer_discriminator':
+            try:
+                restore_optimizer(opt, ckpt[key], path, key)
+            except CheckpointError as e:     # the reference fails here; a fresh optimizer can still train
+                log.warning('%s; it starts fresh', e)
+                continue
+            dropped = drop_unfitting_moments(opt)
+            if dropped:
+                log.warning('%s: Adam moments of %d discriminator parameter(s) whose shape changed start at zero',
+                            path, dropped)
+            restored.add(key)
+        else:
+            restore_optimizer(opt, ckpt[key], path, key)
+            restored.add(key)
+    return restored
+
+
+def load_training_state(path: str, models: dict, optimizers: dict, config: dict) -> Resume:
+    """Resume: networks (strict, with diagnostics), optimizers, schedulers' saved states; the
+    returned `start_epoch` is the next epoch to run."""
+    ckpt = read_checkpoint(path)
+    refit = discriminator_to_refit(path, ckpt, models)
+    ckpt = load_models(path, {k: m for k, m in models.items() if not (refit and k == 'discriminator')}, config,
+                       checkpoint=ckpt)     # networks in OPTIONAL_NETWORKS start from their initialisation
+    if refit:
+        left = load_fitting(models['discriminator'], _strip_prefix(ckpt['discriminator']))
+        log.info('%s: discriminator tensors left at their initialisation: %s', path, ', '.join(left))
+    for key in models:
+        if key not in ckpt and key != 'avd_network':
+            # TPSMM's AVD network is a later stage (--mode train_avd): training neither saves nor needs it.
+            log.info('%s has no %s; it starts from its initialisation', path, key)
+    restored = restore_optimizers(path, ckpt, optimizers, refit)
+    schedulers = {k: v for k, v in ckpt.items() if k.startswith('scheduler') and isinstance(v, dict)}
+    return Resume(int(ckpt.get('epoch', -1)) + 1, restored, schedulers)
 
 
 def checkpoint_objects(models: dict, optimizers: dict, phases: list, train_params: dict, epoch: int) -> dict:
@@ -181,10 +268,25 @@ def checkpoint_objects(models: dict, optimizers: dict, phases: list, train_param
     return objects
 
 
-def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch: int, device, dist):
-    milestones = train_params['epoch_milestones']
-    schedulers = {k.replace('optimizer', 'scheduler'): multistep(o, milestones, start_epoch)
-                  for k, o in optimizers.items()}
+def build_schedulers(optimizers: dict, milestones, resume: Resume | None) -> dict:
+    """One MultiStepLR per optimizer, under the checkpoint key `scheduler_*`, where `resume` puts it."""
+    schedulers = {}
+    for key, opt in optimizers.items():
+        name = key.replace('optimizer', 'scheduler')
+        if resume is None:
+            schedulers[name] = multistep(opt, milestones)
+        else:
+            schedulers[name] = multistep(opt, milestones, resume.start_epoch, resume.schedulers.get(name),
+                                         restored=key in resume.restored)
+    return schedulers
+
+
+def build_phases(models: dict, train_params: dict, optimizers: dict, start_epoch: int, device, dist,
+                 resume: Resume | None = None):
+    """The optimisation phases; their schedulers start where `resume` (a checkpoint) left them."""
+    if resume is None and start_epoch:
+        resume = Resume(start_epoch)
+    schedulers = build_schedulers(optimizers, train_params['epoch_milestones'], resume)
     generator_full = GeneratorFullModel(models, train_params).to(device)
     if family_of(models) == 'fomm':
         gen_keys = ['optimizer_generator', 'optimizer_kp_detector']
@@ -300,6 +402,68 @@ def to_device(batch: dict, device, channels_last: bool = False) -> dict:
     return {k: move(v) for k, v in batch.items()}
 
 
+PROGRESS_SECONDS = 60.0      # a progress line this often when stderr is not a terminal
+
+
+class TimedProgress:
+    """Progress for a log that is not a terminal (a job scheduler, nohup): a line on stderr every
+    `interval` seconds and one when the loop ends, where tqdm's bar, redrawn with carriage
+    returns, shows as nothing or as one endless line. Iterates `iterable` like tqdm, with
+    `set_postfix` for the latest losses."""
+
+    def __init__(self, iterable, desc: str, interval: float = PROGRESS_SECONDS, stream=None, clock=time.monotonic):
+        self.iterable, self.desc, self.interval, self.clock = iterable, desc, interval, clock
+        self.total = len(iterable) if hasattr(iterable, '__len__') else None
+        self.stream = stream
+        self.postfix: dict = {}
+
+    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+        self.postfix = dict(values)
+
+    def _line(self, done: int, elapsed: float, end: bool) -> None:
+        count = f'{done}/{self.total}' if self.total is not None else str(done)
+        text = f'{time.strftime("%H:%M:%S")} {self.desc}: {count} iterations'
+        if end:
+            text += f' in {elapsed / 60:.1f} min'
+        elif done:
+            text += f', {elapsed / done:.2f} s each'
+            if self.total:
+                text += f', about {(self.total - done) * elapsed / done / 60:.1f} min left in this epoch'
+        if self.postfix:
+            text += '; ' + ', '.join(f'{k} {v}' for k, v in self.postfix.items())
+        print(text, file=self.stream or sys.stderr, flush=True)
+
+    def __iter__(self):
+        start = last = self.clock()
+        done = 0
+        for item in self.iterable:
+            yield item
+            done += 1
+            now = self.clock()
+            if now - last >= self.interval and done != self.total:
+                self._line(done, now - start, end=False)
+                last = now
+        self._line(done, self.clock() - start, end=True)
+
+
+def progress(iterable, desc: str, enabled: bool = True):
+    """tqdm's bar on a terminal, `TimedProgress` lines otherwise, nothing when not `enabled`
+    (non-zero ranks)."""
+    if enabled and not sys.stderr.isatty():
+        return TimedProgress(iterable, desc)
+    return tqdm(iterable, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
+def keep_last_of(config: dict, section: str = 'train_params') -> int | None:
+    """`<section>.keep_last`: how many numbered checkpoints to keep (None: all, as the references)."""
+    value = config[section].get('keep_last')
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f'{config_path(config)}: {section}.keep_last must be a whole number >= 0 (how many of the '
+                          f'newest numbered checkpoints to keep; 0: only last.pth.tar) or absent (keep them all), '
+                          f'got {value!r}')
+    return value
+
+
 def check_loss_weights(config: dict) -> None:
     """Refuse, before any work, a loss the networks cannot compute (the references fail on it with a
     KeyError in the middle of the first iteration)."""
@@ -325,6 +489,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
     `channels_last`: None picks per device (`channels_last_default`)."""
     started = time.monotonic()
     check_loss_weights(config)
+    keep_last = keep_last_of(config)
     train_params = config['train_params']
     amp = MixedPrecision(resolve_precision(precision, train_params, device), device)
     num_epochs = train_params['num_epochs'] if max_epochs is None else max_epochs
@@ -335,7 +500,8 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         # paid once (PyTorch's performance guide; the references leave it off).
         torch.backends.cudnn.benchmark = True
     optimizers = build_optimizers(models, train_params)
-    start_epoch = load_training_state(checkpoint, models, optimizers, config) if checkpoint else 0
+    resume = load_training_state(checkpoint, models, optimizers, config) if checkpoint else None
+    start_epoch = resume.start_epoch if resume else 0
     if start_epoch >= num_epochs:
         if dist.is_main:
             log.warning('nothing to train: %s ends epoch %d and the run has %d epochs (train_params.num_epochs or '
@@ -349,7 +515,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         if device.type == 'cuda':
             for k in models:
                 models[k] = convert_model(models[k])
-    phases = build_phases(models, train_params, optimizers, start_epoch, device, dist)
+    phases = build_phases(models, train_params, optimizers, start_epoch, device, dist, resume)
     channels_last = use_channels_last(models, phases, device, dist, channels_last, amp.precision)
     if compile:
         compile_networks(models, phases)
@@ -358,7 +524,8 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         raise ValueError(f'{config.get("dataset_params", {}).get("root_dir")}: {len(dataset)} training items, fewer '
                          f'than one batch of {train_params["batch_size"]}; lower batch_size or add videos')
     logger = Logger(log_dir, checkpoint_freq=train_params.get('checkpoint_freq', 1),
-                    visualizer_params=config.get('visualizer_params'), enabled=dist.is_main)
+                    visualizer_params=config.get('visualizer_params'), enabled=dist.is_main,
+                    keep_last=keep_last)
     logger.keep_config(config_path(config))
     if dist.is_main:
         log.info('training %s epochs %d..%d, %d iterations per epoch, %d process%s, %s%s%s', family_of(models),
@@ -371,7 +538,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
         for epoch in range(start_epoch, num_epochs):
             if isinstance(loader.sampler, DistributedSampler):
                 loader.sampler.set_epoch(epoch)
-            bar = tqdm(loader, desc=f'epoch {epoch + 1}/{num_epochs}', disable=not dist.is_main, dynamic_ncols=True)
+            bar = progress(loader, f'epoch {epoch + 1}/{num_epochs}', enabled=dist.is_main)
             for batch in bar:
                 batch = to_device(batch, device, channels_last)
                 values, generated = {}, None
@@ -405,4 +572,7 @@ def train(config: dict, models: dict, dataset, log_dir: str, device: torch.devic
                 break
         if epoch >= start_epoch:
             logger.save_final(checkpoint_objects(models, optimizers, phases, train_params, epoch), epoch)
+    if dist.is_main and epoch >= start_epoch:
+        log.info('trained epochs %d..%d; checkpoint: %s (continue with --checkpoint %s)', start_epoch, epoch,
+                 logger.last_checkpoint_path, logger.last_checkpoint_path)
     return epoch

@@ -21,14 +21,13 @@ import logging
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from frames_dataset import DatasetRepeater
 from logger import Logger
 from loading.checkpoint import load_models, read_checkpoint
 from modules.config import ConfigError, config_path
 from modules.precision import MixedPrecision, resolve as resolve_precision, to_float
-from train import adam, restore_optimizer
+from train import adam, keep_last_of, progress, restore_optimizer
 
 log = logging.getLogger('train_avd')
 FIRST_STAGE = ('kp_detector', 'dense_motion_network', 'inpainting_network', 'bg_predictor')
@@ -85,6 +84,7 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
     params = config['train_avd_params']
     amp = MixedPrecision(resolve_precision(precision, params, torch.device(device)), device)
     mode = first_stage_mode(params)
+    keep_last = keep_last_of(config, 'train_avd_params')
     avd, kp_detector = models['avd_network'], models['kp_detector']
     ckpt = read_checkpoint(checkpoint)
     load_models(checkpoint, models, config, required=('kp_detector', 'dense_motion_network', 'inpainting_network'),
@@ -104,14 +104,15 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
     num_epochs = params['num_epochs'] if max_epochs is None else max_epochs
     objects = {**models, 'optimizer_avd': optimizer}
     step, epoch = 0, -1
-    with Logger(log_dir, params.get('checkpoint_freq', 1), config.get('visualizer_params')) as logger:
+    with Logger(log_dir, params.get('checkpoint_freq', 1), config.get('visualizer_params'),
+                keep_last=keep_last) as logger:
         logger.keep_config(config_path(config))
         for epoch in range(num_epochs):
             if epoch > 0:       # epoch 0 keeps the optimizer's rate (the config's, or the restored one)
                 for group in optimizer.param_groups:
                     group['lr'] = group['initial_lr'] * avd_lr_factor(params['epoch_milestones'], epoch - 1)
             avd.train()
-            for batch in tqdm(loader, desc=f'avd epoch {epoch + 1}/{num_epochs}'):
+            for batch in progress(loader, f'avd epoch {epoch + 1}/{num_epochs}'):
                 with torch.no_grad(), amp.autocast():
                     kp_source = kp_detector(batch['source'].to(device, non_blocking=True))
                     kp_driving = kp_detector(batch['driving'].to(device, non_blocking=True))
@@ -130,4 +131,6 @@ def train_avd(config: dict, models: dict, dataset, log_dir: str, device, checkpo
             logger.log_epoch(epoch, objects, inp=inp, out=to_float(out),
                              extra_scalars={'lr/optimizer_avd': optimizer.param_groups[0]['lr']})
         logger.save_final(objects, epoch)
+    if epoch >= 0:
+        log.info('trained the AVD network for %d epochs; checkpoint: %s', epoch + 1, logger.last_checkpoint_path)
     return epoch

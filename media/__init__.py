@@ -23,7 +23,7 @@ Programming errors raise ``ValueError`` / ``TypeError``.
 from .errors import MediaError, MediaWarning
 from .files import atomic_dir, atomic_path
 from .images import IMAGE_EXTENSIONS, load_image, read_image, write_image
-from .reading import DEFAULT_FOLDER_FPS, VideoReader, count_frames, list_frame_files, read_frames
+from .reading import DEFAULT_FOLDER_FPS, VideoReader, count_frames, damage, list_frame_files, read_frames
 from .resize import resize_frame, resize_frames
 from .writing import VideoWriter
 
@@ -37,6 +37,7 @@ __all__ = [
     'atomic_dir',
     'atomic_path',
     'count_frames',
+    'damage',
     'list_frame_files',
     'load_image',
     'read_frames',

@@ -331,3 +331,10 @@ def count_frames(path: PathLike) -> int:
     st = os.stat(p)
     return _count_decoded(os.path.abspath(p), st.st_size, st.st_mtime_ns)
 
+
+def damage(path: PathLike) -> str | None:
+    """Why the packets of the video at ``path`` are incomplete (a cut-off copy, damaged data), in
+    words, or None (also for a folder). Reads the container's index, no frame, once per file version."""
+    p = os.fspath(path)
+    return None if os.path.isdir(p) else _video_index(p).problem
+

@@ -508,3 +508,48 @@ def test_resizing_to_frame_shape_is_said_once(tmp_path, caplog):
         FramesDataset(str(tmp_path), frame_shape=(32, 32, 3), is_train=True)
     lines = [r for r in caplog.records if 'resized on load' in r.getMessage()]
     assert len(lines) == 1 and '32x32' in lines[0].getMessage() and '16x16 (2 videos' in lines[0].getMessage()
+
+
+def test_truncated_mp4_in_training_is_said_once_per_file(tmp_path, caplog):
+    """A cut-off mp4 trains as a clip of the frames that decode (demo.py refuses it): said once per
+    file, also across DataLoader workers (a forked worker sees the parent's note)."""
+    import subprocess
+
+    from conftest import ffmpeg_exe
+    full = tmp_path / 'full.mp4'
+    subprocess.run([ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi',
+                    '-i', 'testsrc=size=32x32:rate=25:duration=2', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-g', '5',
+                    '-movflags', '+faststart', str(full)], check=True)   # index first: the start stays decodable
+    for split in ('train', 'test'):
+        (tmp_path / split).mkdir()
+    data = full.read_bytes()
+    (tmp_path / 'train' / 'cut.mp4').write_bytes(data[:int(len(data) * 0.6)])
+    full.unlink()
+    write_video(str(tmp_path / 'train' / 'good'), make_frames(0, height=32, width=32), 'mp4')
+    write_video(str(tmp_path / 'test' / 'other'), make_frames(1, height=32, width=32), 'mp4')
+    train = FramesDataset(str(tmp_path), frame_shape=(32, 32, 3))
+    train.seed(0)
+    assert train.videos == ['cut.mp4', 'good.mp4']
+    with caplog.at_level(logging.WARNING, logger='frames_dataset'):
+        for _ in range(3):
+            assert train[0]['name'] == 'cut.mp4'
+            train[1]
+    notes = [r.getMessage() for r in caplog.records if 'cut.mp4' in r.getMessage()]
+    assert len(notes) == 1 and 'truncated' in notes[0] and 'frames that decode' in notes[0]
+    assert not [r for r in caplog.records if 'good.mp4' in r.getMessage()]
+
+    context = torch.multiprocessing.get_context('fork')
+    queue = context.SimpleQueue()
+
+    def worker():
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger('frames_dataset').addHandler(handler)
+        train._probe_cache.clear()        # a worker's first look at the file
+        train[0]
+        queue.put(len([r for r in records if 'cut.mp4' in r.getMessage()]))
+    process = context.Process(target=worker)
+    process.start()
+    process.join(timeout=120)
+    assert queue.get() == 0

@@ -298,3 +298,33 @@ def test_visualisation_failure_does_not_stop_training(tmp_path):
         log.log_epoch(0, {'epoch_note': 1}, _inp(), {'kp_source': {'value': 'not a tensor'}})
     assert (tmp_path / 'last.pth.tar').exists()
     assert (tmp_path / 'log.txt').read_text() == '00000000) a - 1.00000\n'
+
+
+def test_numbered_checkpoint_shares_last_and_keep_last_prunes(tmp_path):
+    """The numbered checkpoint of the epoch last.pth.tar holds is the same file on disk (a hard
+    link); keep_last N keeps the newest N numbered ones; 0 writes none."""
+    net, opt, _ = _tiny()
+    with Logger(str(tmp_path / 'all'), checkpoint_freq=1, tensorboard=False) as log:
+        for epoch in range(3):
+            log.log_epoch(epoch, {'generator': net, 'optimizer_generator': opt})
+        log.save_final({'generator': net}, 2)
+    last = os.stat(tmp_path / 'all' / 'last.pth.tar')
+    assert os.path.samefile(tmp_path / 'all' / 'last.pth.tar', tmp_path / 'all' / '00000002-checkpoint.pth.tar')
+    assert last.st_nlink == 2
+    assert len(glob.glob(str(tmp_path / 'all' / '*-checkpoint.pth.tar'))) == 3       # the references' default
+    with Logger(str(tmp_path / 'all'), checkpoint_freq=1, tensorboard=False) as log:  # a resume writes last anew
+        log.log_epoch(3, {'generator': net})
+    assert torch.load(tmp_path / 'all' / '00000002-checkpoint.pth.tar', weights_only=True)['epoch'] == 2
+
+    with Logger(str(tmp_path / 'two'), checkpoint_freq=1, tensorboard=False, keep_last=2) as log:
+        for epoch in range(4):
+            log.log_epoch(epoch, {'generator': net})
+        log.save_final({'generator': net}, 3)
+    assert sorted(n for n in os.listdir(tmp_path / 'two') if n.endswith('.tar')) == [
+        '00000002-checkpoint.pth.tar', '00000003-checkpoint.pth.tar', 'last.pth.tar']
+
+    with Logger(str(tmp_path / 'none'), checkpoint_freq=1, tensorboard=False, keep_last=0) as log:
+        for epoch in range(2):
+            log.log_epoch(epoch, {'generator': net})
+        log.save_final({'generator': net}, 1)
+    assert sorted(n for n in os.listdir(tmp_path / 'none') if n.endswith('.tar')) == ['last.pth.tar']

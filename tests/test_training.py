@@ -614,7 +614,7 @@ def test_distill_keypoints_starts_a_smaller_model(tmp_path, data_root, base, cap
     # run.py --mode train --checkpoint on it starts at epoch 0 with the distilled networks.
     fresh = build_models(yaml.safe_load(open(config)))
     optimizers = train.build_optimizers(fresh, yaml.safe_load(open(config))['train_params'])
-    assert train.load_training_state(out, fresh, optimizers, yaml.safe_load(open(config))) == 0
+    assert train.load_training_state(out, fresh, optimizers, yaml.safe_load(open(config))).start_epoch == 0
     for n, t in fresh['kp_detector'].state_dict().items():
         assert torch.equal(ckpt['kp_detector'][n], t), n
 
@@ -637,10 +637,10 @@ def test_distill_keypoints_starts_a_smaller_model(tmp_path, data_root, base, cap
     assert missing in capsys.readouterr().err and not os.path.exists(never)
 
 
-def test_adv_fine_tune_starts_a_fresh_discriminator(tmp_path, data_root, caplog):
+def test_adv_fine_tune_refits_the_discriminator(tmp_path, data_root, caplog):
     """An -adv config (use_kp: the discriminator also sees keypoint heatmaps, so its first layer has
     more input channels) started from a base checkpoint: the reference loads everything else and
-    starts the discriminator afresh; so must we, saying so."""
+    the discriminator's fitting tensors, its first layer starting afresh; so must we, saying so."""
     base = copy.deepcopy(TINY_FOMM)
     base['model_params']['discriminator_params']['use_kp'] = False
     base['train_params']['loss_weights'].update(generator_gan=0, feature_matching=[0, 0, 0])
@@ -651,7 +651,7 @@ def test_adv_fine_tune_starts_a_fresh_discriminator(tmp_path, data_root, caplog)
     adv = write_config(tmp_path, TINY_FOMM, data_root, num_epochs=2)          # use_kp: true, GAN on
     with caplog.at_level('WARNING', logger='train'):
         assert run.main(['--config', adv, '--checkpoint', start]) == 0
-    assert 'discriminator does not fit' in caplog.text and 'start fresh' in caplog.text
+    assert 'discriminator does not fit' in caplog.text and 'start from their initialisation' in caplog.text
     after = torch.load(start, weights_only=True)
     assert after['epoch'] == 1
     first = 'discs.1.down_blocks.0.conv.weight_orig'
