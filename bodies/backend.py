@@ -212,13 +212,16 @@ class MediaPipeBackend(BodyBackend):
         # (concurrent.futures shuts its executors down in threading's exit hooks, before atexit's);
         # closed later, its __del__ prints a traceback. threading runs these hooks newest first.
         getattr(threading, '_register_atexit', atexit.register)(self.close)
+        self._pid = os.getpid()
         self._mp = mp
         self.use_tiles = use_tiles
         self.description = f'mediapipe {mp.__version__} BlazePose full ({MODEL_FILE}, up to {num_poses} persons' \
                            + (', tiled' if use_tiles else '') + ')'
 
     def close(self) -> None:
-        if getattr(self, '_landmarker', None) is not None:
+        # A forked child (a DataLoader worker) inherits this hook but not MediaPipe's threads:
+        # closing the graph there waits for them forever, so only the process that made it closes it.
+        if getattr(self, '_landmarker', None) is not None and os.getpid() == self._pid:
             with contextlib.suppress(Exception), quiet_stderr():
                 self._landmarker.close()
             self._landmarker = None

@@ -118,7 +118,7 @@ def test_adv_fine_tune_keeps_the_loaded_discriminator_rate(tmp_path, data_root, 
     import train
     base_copy = str(tmp_path / 'base.pth.tar')
     torch.save(before, base_copy)
-    cfg = modules.load_config(adv)
+    cfg = loading.load_config(adv)
     models = modules.build_models(cfg)
     init = {k: v.clone() for k, v in models['discriminator'].state_dict().items()}
     optimizers = train.build_optimizers(models, cfg['train_params'])
