@@ -114,6 +114,7 @@ def test_adv_fine_tune_keeps_the_loaded_discriminator_rate(tmp_path, data_root, 
 
     # Straight after loading the base checkpoint: the fitting tensors are its own, the refitted
     # first layer keeps the new network's initialisation.
+    import loading
     import modules
     import train
     base_copy = str(tmp_path / 'base.pth.tar')
