@@ -285,3 +285,13 @@ def parity_dir() -> Path:
     if not PARITY_DIR.is_dir():
         pytest.skip(NO_PARITY)
     return PARITY_DIR
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    """A tiny synthetic data set (3 identities, 64x64, 6 frames) for the training tests, one per module."""
+    from synthetic import data as synthetic_data
+    root = tmp_path_factory.mktemp('synthetic')
+    synthetic_data.generate_dataset(str(root), size=64, num_ids=3, videos_per_id=2, frames=6, test_ids=1, seed=0,
+                                    progress=False)
+    return str(root)

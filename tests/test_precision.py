@@ -8,7 +8,6 @@ import torch
 
 import logger as logger_module
 import run
-from synthetic import data as synthetic_data
 import train
 from loading import load_config
 from modules import build_models, cpu_threads
@@ -81,14 +80,6 @@ def test_cpu_without_bf16_is_said(monkeypatch, caplog):
 
 
 # ---- training --------------------------------------------------------------------------------
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    synthetic_data.generate_dataset(str(root), size=64, num_ids=3, videos_per_id=2, frames=6, test_ids=1, seed=0,
-                                    progress=False)
-    return str(root)
-
 
 def train_losses(family: str, data_root: str, log_dir: str, precision: str, epochs: int) -> tuple[list, dict]:
     """Train the synthetic config of `family` (batch 2 on the tiny data set) from seed 0; returns

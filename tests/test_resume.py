@@ -11,15 +11,6 @@ import yaml
 from conftest import CONFIG_DIR, TINY_FOMM
 
 import run
-from synthetic import data as synthetic_data
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    synthetic_data.generate_dataset(str(root), size=64, num_ids=3, videos_per_id=2, frames=6, test_ids=1, seed=0,
-                                    progress=False)
-    return str(root)
 
 
 def small_tps_config(data_root: str, **train_params) -> dict:

@@ -13,15 +13,6 @@ import yaml
 from conftest import TINY_FOMM, TINY_TPS
 
 import run
-from synthetic import data as synthetic_data
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('synthetic')
-    synthetic_data.generate_dataset(str(root), size=64, num_ids=3, videos_per_id=2, frames=6, test_ids=1, seed=0,
-                                    progress=False)
-    return str(root)
 
 
 def write_config(tmp_path, base: dict, data_root: str, **train_overrides) -> str:
@@ -178,7 +169,6 @@ def test_resume_without_optional_networks(tmp_path, data_root, base, absent, cap
 def test_tps_reconstruction_uses_background_motion():
     """TPSMM's reconstruction evaluation adds the background predictor's affine to the motion
     (its demo does not); the Animator's `background=True` must compose the networks exactly so."""
-    import loading
     import modules
     from animate import Animator
     torch.manual_seed(0)
@@ -396,7 +386,6 @@ def test_discriminator_step_uses_only_the_discriminator_loss(torch_one_thread):
 @pytest.mark.parametrize('base', [TINY_FOMM, TINY_TPS], ids=['fomm', 'tps'])
 def test_channels_last_training_step_equals_nchw(base):
     # train.py runs CPU training channels-last for speed; it must be the same step as in NCHW
-    import loading
     import modules
     import train
     config = copy.deepcopy(base)
