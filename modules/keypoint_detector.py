@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from .blocks import AntiAliasInterpolation2d, Hourglass
@@ -69,6 +68,7 @@ class FommKeypointDetector(nn.Module):
 
 def classifier_backbone(name: str, num_outputs: int) -> nn.Module:
     """An untrained torchvision classifier `name` whose final `fc` layer regresses `num_outputs`."""
+    import torchvision      # here, not at the top: importing it costs FOMM's start-up 1.5 s (it loads torch._dynamo)
     try:
         net = torchvision.models.get_model(name, weights=None)
     except ValueError:

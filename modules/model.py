@@ -14,7 +14,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from . import losses as L
@@ -57,6 +56,7 @@ def host_reachable(url: str, timeout: float = 5.0) -> bool:
 
 def imagenet_vgg19_features() -> nn.Module:
     """torchvision's ImageNet VGG-19 `features[:30]`, from its cache or downloaded."""
+    import torchvision      # here, not at the top: animation never needs it (1.5 s of start-up)
     weights = torchvision.models.VGG19_Weights.IMAGENET1K_V1
     cached = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(weights.url))
     if not os.path.isfile(cached) and not host_reachable(weights.url):
@@ -79,6 +79,7 @@ class Vgg19(nn.Module):
 
     def __init__(self, pretrained: bool = True, weights_path: str | None = None):
         super().__init__()
+        import torchvision
         self.features = torchvision.models.vgg19(weights=None).features[:30]
         if weights_path is not None:
             self.load_weights(weights_path)

@@ -3,7 +3,6 @@ Advanced/disentangling AVD network used for animation across identities (sec. 3.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from .precision import full_precision
@@ -14,6 +13,7 @@ class BackgroundMotionPredictor(nn.Module):
 
     def __init__(self, num_channels: int = 3):
         super().__init__()
+        import torchvision      # here: importing it costs 1.5 s of start-up (see keypoint_detector)
         self.bg_encoder = torchvision.models.resnet18(weights=None)
         self.bg_encoder.conv1 = nn.Conv2d(2 * num_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bg_encoder.fc = nn.Linear(self.bg_encoder.fc.in_features, 6)
