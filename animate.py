@@ -34,7 +34,7 @@ import torch
 from modules.motion_transfer import movement_scale, normalize_kp  # noqa: F401  (normalize_kp: reference API)
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-# int8: the per-frame generator graph quantized with ONNX Runtime, the rest fp32 (deploy/quantize.py).
+# int8: quantized copies of the per-frame networks (PyTorch's int8 convolutions), the rest fp32 (deploy/int8.py).
 ALL_PRECISIONS = tuple(PRECISIONS) + ('int8',)
 FLOAT32_NETWORKS = ('kp_detector', 'bg_predictor', 'avd_network')
 MODES = {'fomm': ('standard', 'relative'), 'tps': ('standard', 'relative', 'avd')}
@@ -144,9 +144,9 @@ class Animator:
 
     def __init__(self, config: dict, models: dict, device: str | torch.device = 'cpu', precision: str = 'fp32',
                  compile: bool = False, calibration_frames: int | None = None):
-        """`precision` 'int8' (CPU only) quantizes the per-frame generator, calibrated on the source
-        and the first `calibration_frames` driving frames of each video (default
-        deploy.quantize.CALIBRATION_FRAMES) unless `calibrate` was called; see deploy/quantize.py.
+        """`precision` 'int8' (CPU only) quantizes the convolutions of the per-frame networks,
+        calibrated on the source and the first `calibration_frames` driving frames of each video
+        (default deploy.int8.CALIBRATION_FRAMES) unless `calibrate` was called; see deploy/int8.py.
         `compile`: torch.compile the per-frame networks (fp32/bf16/fp16)."""
         from modules.model import family_of
         self.config = config
@@ -157,7 +157,7 @@ class Animator:
         if precision == 'fp16' and self.device.type != 'cuda':
             raise ValueError('fp16 needs a CUDA device; use bf16 on the CPU')
         if precision == 'int8' and (self.device.type != 'cpu' or compile):
-            raise ValueError('int8 runs on the CPU (ONNX Runtime), without --compile')
+            raise ValueError('int8 runs on the CPU (PyTorch quantized kernels), without --compile')
         self.precision = precision
         self.models = {k: m.to(self.device).eval() for k, m in models.items() if k != 'discriminator'}
         if self.device.type == 'cpu' and precision in ('fp32', 'bf16', 'int8'):
@@ -169,8 +169,8 @@ class Animator:
         self.frame_size = frame_shape_of(config)
         self.int8 = None
         if precision == 'int8':
-            from deploy.quantize import CALIBRATION_FRAMES, Int8Generator
-            self.int8 = Int8Generator(config, self.models, self.family)
+            from deploy.int8 import CALIBRATION_FRAMES, Int8Networks
+            self.int8 = Int8Networks(self.models, self.family)
             self.calibration_frames = calibration_frames or CALIBRATION_FRAMES
             self.int8_fixed = False          # True once `calibrate` set one calibration for all videos
         if compile:
@@ -221,7 +221,10 @@ class Animator:
         src = to_tensor(source, self.device)
         state = {'source': src, 'kp_source': self.keypoints(src), 'mode': mode,
                  'relative_jacobian': relative_jacobian,
-                 'smoother': KeypointSmoother(params, fps) if params is not None else None}
+                 'smoother': KeypointSmoother(params, fps) if params is not None else None,
+                 # what an int8 calibration on this state depends on besides its driving frames
+                 'initial': to_tensor(initial, self.device) if mode == 'relative' and initial is not None else None,
+                 'options': {'mode': mode, 'adapt_scale': bool(adapt_scale), 'relative_jacobian': relative_jacobian}}
         with self.autocast():
             if self.family == 'fomm':
                 state['features'] = self.models['generator'].encode(src)
@@ -230,7 +233,7 @@ class Animator:
         if mode == 'relative':
             if initial is None:
                 raise ValueError('relative mode needs the reference driving frame')
-            state['kp_initial'] = self.keypoints(to_tensor(initial, self.device))
+            state['kp_initial'] = self.keypoints(state['initial'])
             key = 'value' if self.family == 'fomm' else 'fg_kp'
             use_scale = adapt_scale or self.family == 'tps'   # TPSMM's relative mode always adapts
             state['scale'] = movement_scale(state['kp_source'][key], state['kp_initial'][key]) if use_scale else None
@@ -277,25 +280,29 @@ class Animator:
         if self.int8 is not None and not (self.int8_fixed or state.get('calibrated')):
             self.calibrate_state(state, driving, background)
         kp_source, kp_driving, kp_norm = self.driving_keypoints(state, driving, smooth=True, times=times)
-        source = expand_batch(state['source'], b)
-        features = expand_batch(state['features'], b)
-        with self.autocast():
-            bg_param = None
-            if self.family == 'tps' and background and 'bg_predictor' in self.models:
-                bg_param = self.models['bg_predictor'](source, driving)
-            if self.int8 is not None and not full:     # int8 graphs give the prediction alone
-                return self.int8(self.generator_feeds(source, features, kp_source, kp_norm, bg_param))
-            if self.family == 'fomm':
-                out = self.models['generator'](source, kp_driving=kp_norm, kp_source=kp_source,
-                                               source_features=features)
-            else:
-                motion = self.models['dense_motion_network'](source_image=source, kp_driving=kp_norm,
-                                                             kp_source=kp_source, bg_param=bg_param, dropout_flag=False)
-                out = self.models['inpainting_network'](source, motion, encoder_maps=features)
+        networks = self.models if self.int8 is None else {**self.models, **self.int8.networks}
+        out = self.generate(networks, state, driving, kp_source, kp_norm, background)
         if full:
             out.update(kp_source=kp_source, kp_driving=kp_driving, kp_norm=kp_norm)
             return out
         return out['prediction'].float()
+
+    def generate(self, networks: dict, state: dict, driving: torch.Tensor, kp_source: dict, kp_norm: dict,
+                 background: bool = False) -> dict:
+        """The per-frame networks' output dict for a (B, 3, H, W) driving batch whose keypoints
+        are moved onto the source (`kp_norm`); `networks` are `self.models` or int8 copies."""
+        b = driving.shape[0]
+        source = expand_batch(state['source'], b)
+        features = expand_batch(state['features'], b)
+        with self.autocast():
+            bg_param = None
+            if self.family == 'tps' and background and 'bg_predictor' in networks:
+                bg_param = networks['bg_predictor'](source, driving)
+            if self.family == 'fomm':
+                return networks['generator'](source, kp_driving=kp_norm, kp_source=kp_source, source_features=features)
+            motion = networks['dense_motion_network'](source_image=source, kp_driving=kp_norm, kp_source=kp_source,
+                                                      bg_param=bg_param, dropout_flag=False)
+            return networks['inpainting_network'](source, motion, encoder_maps=features)
 
     def animate(self, source: np.ndarray, driving_batches: Iterable[np.ndarray], mode: str = 'relative',
                 adapt_scale: bool = False, initial: np.ndarray | None = None,
@@ -338,33 +345,35 @@ class Animator:
         pred = self.animate_batch(state, to_tensor(batch, self.device))
         return pred.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy()
 
-    def generator_feeds(self, source, features, kp_source: dict, kp_norm: dict, bg_param=None) -> dict:
-        from deploy.quantize import generator_feeds
-        points = getattr(self.models.get('dense_motion_network'), 'points_per_tps', 5)
-        return generator_feeds(self.family, source, features, kp_source, kp_norm, bg_param, points)
-
     def for_one_video(self) -> 'Animator':
         """An animator for one video at a time among several at once (app.py's sessions): it shares
-        this one's networks, and with int8 calibrated per video it has its own quantized graph, so
+        this one's networks, and with int8 calibrated per video it has its own quantized copies, so
         one video's calibration never replaces another's mid-stream. Anything else is `self`."""
         if self.int8 is None or self.int8_fixed:
             return self
-        from deploy.quantize import Int8Generator
+        from deploy.int8 import Int8Networks
         twin = copy.copy(self)
-        twin.int8 = Int8Generator(self.int8.config, self.models, self.family, self.int8.keep_fp32)
+        twin.int8 = Int8Networks(self.models, self.family, self.int8.keep_fp32)
         return twin
 
     @torch.no_grad()
     def calibrate_state(self, state: dict, driving: torch.Tensor, background: bool = False) -> None:
-        """int8: quantize the generator with activation ranges seen on `state`'s source driven by
-        each of the (N, 3, H, W) `driving` frames (cached on disk by model and inputs)."""
-        feeds = []
-        for frame in driving.split(1):
-            kp_source, _, kp_norm = self.driving_keypoints(state, frame)
-            bg_param = (self.models['bg_predictor'](state['source'], frame)
-                        if self.family == 'tps' and background and 'bg_predictor' in self.models else None)
-            feeds.append(self.generator_feeds(state['source'], state['features'], kp_source, kp_norm, bg_param))
-        self.int8.build(feeds)
+        """int8: quantize the per-frame networks with activation ranges seen on `state`'s source
+        driven by the (N, 3, H, W) `driving` frames (ranges cached on disk by model and inputs)."""
+        from deploy.int8 import calibration_key
+        options = {'family': self.family, 'background': background, 'keep_fp32': self.int8.keep_fp32,
+                   **state['options']}
+        used = ('kp_detector', *self.int8.names, *(('bg_predictor',) if background else ()),
+                *(('avd_network',) if state['mode'] == 'avd' else ()))
+        key = calibration_key({k: self.models[k] for k in used if k in self.models},
+                              (state['source'], state['initial'], driving), options)
+
+        def run(observed: dict) -> None:
+            for frame in driving.split(1):
+                kp_source, _, kp_norm = self.driving_keypoints(state, frame)
+                self.generate({**self.models, **observed}, state, frame, kp_source, kp_norm, background)
+
+        self.int8.build(key, run)
         state['calibrated'] = True
 
     def calibrate(self, source: np.ndarray, frames: np.ndarray, mode: str = 'relative', adapt_scale: bool = False,

@@ -145,6 +145,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from loading.checkpoint import CheckpointError  # noqa: E402
+from deploy.int8 import Int8Unavailable  # noqa: E402
 from bodies.backend import BodyModelError, NoBodyError  # noqa: E402
 from faces.backend import DETECTOR_CHOICES, DETECTOR_HELP, FaceModelError, NoFaceError  # noqa: E402
 from modules.config import ConfigError  # noqa: E402
@@ -538,8 +539,8 @@ def animate_files(args: argparse.Namespace, *, config_path: str | None = None, c
     rate = stats['frames'] / stats['seconds'] if stats['seconds'] > 0 else float('inf')
     if animator.int8 is not None:
         t = animator.int8.timings
-        print(f"int8 set-up, inside the animation time: export {t.get('export_s', 0):.1f} s, calibration "
-              f"{t.get('calibrate_s', 0):.1f} s, session {t.get('load_s', 0):.1f} s (cached in {t.get('folder', '?')})")
+        how = 'ranges from the cache' if t.get('cached') else 'calibrated, ranges cached'
+        print(f"int8 set-up, inside the animation time: {t.get('calibrate_s', 0):.1f} s ({how}: {t.get('path', '?')})")
     size = describe_output_size(args.result_video, stats['size'], img_shape)
     print(f"wrote {args.result_video}: {stats['frames']} frames at {stats['fps']:g} fps, "
           f"{size}, {family} {mode}{' adapt_scale' if adapt and family == 'fomm' else ''}"
@@ -730,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                 animate_files(args)
                 return 0
         except (MediaError, ConfigError, CheckpointError, DemoError, FaceModelError, NoFaceError, BodyModelError,
-                NoBodyError) as err:
+                NoBodyError, Int8Unavailable) as err:
             print(f'error: {one_line(err)}', file=sys.stderr)
             return 2
         except KeyboardInterrupt as stop:

@@ -7,13 +7,13 @@ Runs demo.py's main in this process (random weights, the first `--frames` frames
 clip, its first frame the source, as bench_demo.py) with timers wrapped around its parts, and prints one table:
   start-up        interpreter start to demo's main (imports of torch, onnxruntime, ...)
   model load      config, networks, checkpoint (Animator.from_files, int8 set-up excluded)
-  int8 set-up     export, calibration and session (Int8Generator.build: cached files after one run)
+  int8 set-up     quantized copies of the per-frame networks, calibrated (fp32 passes with
+                  observers) or with ranges from the cache (Int8Networks.build)
   decoding        the driving video's frames (VideoReader.iter_batches)
   keypoints       the keypoint detector on every frame (Animator.keypoints)
   encoder         the source encoder (once)
-  feeds           the generator graph's inputs (relative motion, TPS solve: Animator.generator_feeds)
-  quantized graph ONNX Runtime running the per-frame graph (Int8Generator.__call__); with fp32
-                  the eager generator in its place (`generator` row)
+  per-frame networks  FOMM's generator, TPSMM's dense motion + inpainting (Animator.generate):
+                  the int8 copies, or fp32 with --precision fp32
   encoding        writing the result (VideoWriter.write)
   other           the rest of the wall time (resizing, tensors to numpy, progress, exit)
 Timers nest: a part's time is its own (a keypoint call inside calibration counts as keypoints
@@ -53,11 +53,14 @@ def timer(name: str):
             STACK[-1][2] += spent
 
 
-def wrap(owner, attribute: str, name: str) -> None:
+def wrap(owner, attribute: str, name: str, not_inside: str | None = None) -> None:
+    """Time calls of owner.attribute as `name`, except those made inside the `not_inside` part."""
     original = getattr(owner, attribute)
 
     @functools.wraps(original)
     def timed(*args, **kwargs):
+        if not_inside and any(frame[0] == not_inside for frame in STACK):
+            return original(*args, **kwargs)
         with timer(name):
             return original(*args, **kwargs)
     setattr(owner, attribute, timed)
@@ -83,24 +86,17 @@ def wrap_iterator(owner, attribute: str, name: str) -> None:
 def instrument() -> None:
     import animate
     import media
-    from deploy import quantize
+    from deploy import int8
     from modules import generator
     wrap(animate.Animator, 'from_files', 'model load')
     wrap(animate.Animator, 'keypoints', 'keypoints')
-    wrap(animate.Animator, 'generator_feeds', 'feeds')
     wrap(generator.FommGenerator, 'encode', 'encoder')
     wrap(generator.TpsInpaintingNetwork, 'encode', 'encoder')
-    wrap(generator.FommGenerator, 'forward', 'generator (fp32)')
-    wrap(quantize.Int8Generator, 'build', 'int8 set-up')
-    wrap(quantize.Int8Generator, '__call__', 'quantized graph')
+    wrap(int8.Int8Networks, 'build', 'int8 set-up')
+    # The per-frame networks (int8 copies, or fp32); calibration's fp32 passes count as set-up.
+    wrap(animate.Animator, 'generate', 'per-frame networks', not_inside='int8 set-up')
     wrap_iterator(media.VideoReader, 'iter_batches', 'decoding')
     wrap(media.VideoWriter, 'write', 'encoding')
-    try:
-        from modules import dense_motion
-        wrap(dense_motion.TpsDenseMotionNetwork, 'forward', 'generator (fp32)')
-        wrap(generator.TpsInpaintingNetwork, 'forward', 'generator (fp32)')
-    except AttributeError:
-        pass
 
 
 def main(argv=None) -> int:

@@ -11,8 +11,8 @@ first --calibration_frames frames, as demo.py does.
 
 Prints the held-out L1 (to the true frames) of fp32 and int8, their relative difference, and
 the PSNR of the int8 output against the fp32 output over all frames (peak 1).
-`--keep_fp32` names convolutions to leave in fp32 (substrings of ONNX node names such as
-'inpainting.final'), to find a layer that breaks quality.
+`--keep_fp32` names convolutions to leave in fp32 (substrings of their qualified module names
+such as 'final' or 'dense_motion_network.occlusion'), to find a layer that breaks quality.
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def compare(config_path: str, checkpoint: str, videos: list[np.ndarray], calibra
 
     from animate import Animator
     from loading import load_config
-    from deploy.quantize import Int8Generator
+    from deploy.int8 import Int8Networks
     from scripts.diagnose_model import load_reconstruction_models
     config = load_config(config_path)
     models, _ = load_reconstruction_models(checkpoint, config)
@@ -76,7 +76,7 @@ def compare(config_path: str, checkpoint: str, videos: list[np.ndarray], calibra
     for precision in ('fp32', 'int8'):
         animator = Animator(config, copy.deepcopy(models), precision=precision)
         if keep_fp32 and animator.int8 is not None:
-            animator.int8 = Int8Generator(config, animator.models, animator.family, keep_fp32)
+            animator.int8 = Int8Networks(animator.models, animator.family, keep_fp32)
         with torch.no_grad():
             outputs[precision] = [reconstruct(animator, v, calibration_frames) for v in videos]
     l1 = {p: float(np.mean([np.abs(o - v).mean() for o, v in zip(outputs[p], videos)])) for p in outputs}
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     p.add_argument('--checkpoint', default=os.path.join(REPO, BUNDLED[1]))
     p.add_argument('--videos', type=int, default=24)
     p.add_argument('--calibration_frames', type=int, default=8)
-    p.add_argument('--keep_fp32', nargs='*', default=[], help='ONNX node-name substrings kept in fp32')
+    p.add_argument('--keep_fp32', nargs='*', default=[], help='substrings of convolution names kept in fp32')
     p.add_argument('--fresh_cache', action='store_true', help='calibrate in a temporary cache (time it all)')
     args = p.parse_args(argv)
     videos = heldout_videos(args.videos)

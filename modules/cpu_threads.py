@@ -5,12 +5,10 @@ threads spin at every barrier before sleeping; when another process holds one of
 thread that still has work is descheduled while its partner spins away the other core's time
 slice, and every op waits for the scheduler. On a 2-core host loaded by other processes the
 bundled model fell from ~3 frames/s to 0.3 (docs/cpu-inference.md, "Threads on a busy machine").
-ONNX Runtime's own pool (the int8 path) spins the same way between runs, taking cores from
-PyTorch's ops that follow.
 
 So the entry points (run.py, demo.py) set `OMP_WAIT_POLICY=PASSIVE` before torch loads (idle
-threads sleep at once; an explicit OMP_WAIT_POLICY in the environment wins), ONNX Runtime
-sessions turn spinning off unless OMP_WAIT_POLICY=ACTIVE, and the thread count defaults to the
+threads sleep at once; an explicit OMP_WAIT_POLICY in the environment wins; int8's quantized
+kernels use the same pool), and the thread count defaults to the
 cores not already busy (by the 1-minute load average): on a loaded host that is one thread, which
 needs no barrier at all. `--threads N` overrides.
 """
@@ -58,8 +56,3 @@ def configure(requested: int | None = None) -> int:
         log.info('the CPU is busy (load %.1f on %d cores): %d thread%s instead of %d (--threads sets it)',
                  os.getloadavg()[0], usable_cores(), threads, '' if threads == 1 else 's', default)
     return threads
-
-
-def ort_spinning() -> bool:
-    """Whether ONNX Runtime's intra-op threads may spin between runs (only when asked: OMP_WAIT_POLICY=ACTIVE)."""
-    return os.environ.get('OMP_WAIT_POLICY', '').strip().upper() == 'ACTIVE'

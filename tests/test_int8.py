@@ -1,13 +1,12 @@
-"""--precision int8: the Animator's ONNX Runtime int8 generator, its calibration and its cache.
+"""--precision int8: quantized copies of the per-frame networks, their calibration and its cache.
 
 Quality against fp32 is asserted on the bundled trained model with the example's held-out
-identities (the issue's bars: L1 within 3% of fp32's, PSNR against fp32 >= 30 dB);
+identities (the issue's bars: held-out L1 within 1% of fp32's, PSNR against fp32 >= 30 dB);
 benchmarks/bench_int8_quality.py measures the full held-out set.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ import torch
 
 from conftest import NO_PARITY, PARITY_DIR, REPO_ROOT
 
-pytest.importorskip('onnxruntime')
 BUNDLED = (REPO_ROOT / 'config/synthetic/tps-64-small.yaml', REPO_ROOT / 'checkpoints/synthetic-tps-64-small.pth.tar')
 
 
@@ -34,6 +32,11 @@ def psnr(a, b) -> float:
     return float(10 * np.log10(1 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
+def quantized_convolutions(animator) -> int:
+    return sum(type(m).__module__.startswith('torch.ao.nn.quantized') and 'Conv' in type(m).__name__
+               for net in animator.int8.networks.values() for m in net.modules())
+
+
 def test_int8_keeps_the_bundled_models_quality_and_caches_its_calibration(cache):
     from animate import Animator
     from demo import example_inputs
@@ -44,33 +47,122 @@ def test_int8_keeps_the_bundled_models_quality_and_caches_its_calibration(cache)
     int8 = animate_all(animator, source, driving)
     assert int8.shape == fp32.shape == driving.shape
     l1_fp32, l1_int8 = np.abs(fp32 - expected).mean(), np.abs(int8 - expected).mean()
-    assert abs(l1_int8 / l1_fp32 - 1) < 0.03
+    assert abs(l1_int8 / l1_fp32 - 1) < 0.01
     assert 30 < psnr(int8, fp32) < 80          # close, yet really quantized (not the fp32 path)
-    models = list(cache.glob('*/generator-int8-*.onnx'))
-    assert len(models) == 1 and (models[0].parent / 'generator.onnx').is_file()
+    assert quantized_convolutions(animator) >= 10
+    # The shared fp32 networks are untouched: int8 works on copies.
+    assert not any('quantized' in type(m).__module__ for net in animator.models.values() for m in net.modules())
+    ranges = list(cache.glob('int8-ranges-*.pt'))
+    assert len(ranges) == 1 and not animator.int8.timings['cached']
 
-    # A second run on the same inputs reuses both files; other frames calibrate anew.
-    stamp = models[0].stat().st_mtime_ns
+    # A second run on the same inputs reads the ranges (same output); other frames calibrate anew.
+    stamp = ranges[0].stat().st_mtime_ns
     again = Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=6)
     np.testing.assert_array_equal(animate_all(again, source, driving), int8)
-    assert models[0].stat().st_mtime_ns == stamp and again.int8.timings['export_s'] < 1
+    assert again.int8.timings['cached'] and ranges[0].stat().st_mtime_ns == stamp
     animate_all(again, source, driving[::-1].copy())
-    assert len(list(cache.glob('*/generator-int8-*.onnx'))) == 2
+    assert len(list(cache.glob('int8-ranges-*.pt'))) == 2
+
+
+def test_int8_cache_key_follows_the_pixels_not_the_thread_count(cache):
+    """The key is made from the calibration's input pixels: fp32 keypoints computed with another
+    thread count differ in their last bits, and a key made from them missed the cache."""
+    from animate import Animator
+    from demo import example_inputs
+    source, driving, _ = (x.astype(np.float32) / 255 for x in example_inputs(8))
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            animate_all(Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=4), source, driving)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(list(cache.glob('int8-ranges-*.pt'))) == 1
+
+
+def test_int8_is_batch_independent_and_stale_ranges_recalibrate(cache):
+    """Static per-tensor quantization: a frame's result does not depend on the frames batched with
+    it, but for float32 kernels whose last bits change with the batch and can move a value across
+    a rounding boundary of the 8-bit grid (one step, here at most 1.2/255 in the output; the ONNX
+    Runtime backend before moved TPSMM's tiny parity model by 0.077 between batch sizes).
+    A cached file that does not fit the networks is replaced, not trusted."""
+    from animate import Animator
+    from demo import example_inputs
+    source, driving, _ = (x.astype(np.float32) / 255 for x in example_inputs(8))
+    animator = Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=4)
+    one = animate_all(animator, source, driving, batch=1)
+    diff = np.abs(animate_all(animator, source, driving, batch=8) - one)
+    assert diff.max() < 2 / 255 and diff.mean() < 1e-4
+    (path,) = cache.glob('int8-ranges-*.pt')
+    torch.save({'generator.bogus.min_val': torch.zeros(())}, path)
+    fresh = Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=4)
+    np.testing.assert_allclose(animate_all(fresh, source, driving, batch=1), one, atol=2e-5)
+    assert not fresh.int8.timings['cached'] and len(torch.load(path, weights_only=True)) > 10
 
 
 @pytest.mark.skipif(not PARITY_DIR.is_dir(), reason=NO_PARITY)
-def test_int8_fomm_without_jacobians_follows_fp32(cache):
-    """FOMM's graph (zero-order keypoints: no jacobian inputs) through Animator.calibrate."""
+@pytest.mark.parametrize('name', ['fomm-public', 'fomm-public_zero_order'])
+def test_int8_fomm_follows_fp32(cache, name):
+    """FOMM's generator (BatchNorm folded into its convolutions; with and without jacobians)
+    through Animator.calibrate; its encoder, run once per video, stays fp32."""
     from animate import Animator
-    name = PARITY_DIR / 'fomm-public_zero_order'
-    fixture = torch.load(f'{name}.fixture.pt', map_location='cpu', weights_only=True)
+    path = PARITY_DIR / name
+    fixture = torch.load(f'{path}.fixture.pt', map_location='cpu', weights_only=True)
     source, driving = (fixture['inputs'][k].permute(0, 2, 3, 1).numpy() for k in ('source', 'driving'))
-    fp32 = animate_all(Animator.from_files(f'{name}.yaml', f'{name}.pth.tar'), source[0], driving, batch=2)
-    animator = Animator.from_files(f'{name}.yaml', f'{name}.pth.tar', precision='int8')
+    fp32 = animate_all(Animator.from_files(f'{path}.yaml', f'{path}.pth.tar'), source[0], driving, batch=2)
+    animator = Animator.from_files(f'{path}.yaml', f'{path}.pth.tar', precision='int8')
     animator.calibrate(source[0], np.concatenate([driving, source]), mode='relative')
     int8 = animate_all(animator, source[0], driving, batch=2)
     assert psnr(int8, fp32) > 30
-    assert len(list(cache.glob('*/generator-int8-*.onnx'))) == 1      # fixed calibration: no per-video one
+    assert quantized_convolutions(animator) > 0
+    generator = animator.int8.networks['generator']
+    assert type(generator.final).__name__ == 'QuantWrapper'
+    assert all(type(b.conv.module) is torch.nn.Conv2d for b in generator.down_blocks)   # the encoder: fp32
+    assert all(type(b.conv.module[1]).__name__ == 'Conv2d' and type(b.conv.module[1]) is not torch.nn.Conv2d
+               for b in generator.up_blocks)      # quantized, after the upsampling moved inside
+    assert len(list(cache.glob('int8-ranges-*.pt'))) == 1      # fixed calibration: no per-video one
+
+
+def test_int8_copies_compute_what_the_fp32_networks_compute():
+    """The rewrites behind the quantized copies keep the fp32 function: BatchNorm folded into
+    the convolution before it, InstanceNorm as GroupNorm, the upsampling moved inside the
+    quantized step. Checked with observers only (no quantization): same outputs as fp32."""
+    from torch import nn
+
+    from deploy.int8 import fold_batch_norms, instance_norms_as_group_norms, observed_copy
+    from modules.blocks import Hourglass, batch_norm, instance_norm
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    for norm in (batch_norm, instance_norm):
+        net = Hourglass(8, 3, num_blocks=2, max_features=32, norm=norm).eval()
+        for m in net.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.1, 0.1)
+                    m.running_var.uniform_(0.5, 2.0)
+        with torch.no_grad():
+            expected = net(x)
+            copy_ = observed_copy(net, reduce_range=False)
+            torch.testing.assert_close(copy_(x), expected, atol=1e-4, rtol=1e-4)
+            folded = __import__('copy').deepcopy(net)
+            fold_batch_norms(folded)
+            instance_norms_as_group_norms(folded)
+            torch.testing.assert_close(folded(x), expected, atol=1e-4, rtol=1e-4)
+            assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in folded.modules())
+
+
+def test_keep_fp32_leaves_named_convolutions_in_float(cache):
+    from animate import Animator
+    from deploy.int8 import Int8Networks
+    from demo import example_inputs
+    source, driving, _ = (x.astype(np.float32) / 255 for x in example_inputs(4))
+    animator = Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=2)
+    animator.int8 = Int8Networks(animator.models, animator.family, keep_fp32=('final',))
+    animate_all(animator, source, driving)
+    assert isinstance(animator.int8.networks['inpainting_network'].final, torch.nn.Conv2d)
+    assert quantized_convolutions(animator) >= 10
 
 
 def test_int8_is_refused_off_the_cpu_and_with_compile():
@@ -94,34 +186,58 @@ def test_demo_int8_with_compile_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_int8_cache_is_bounded(cache, monkeypatch):
-    """Every new source/driving pair adds a calibrated graph (45 MB for vox-256; the app adds one
-    per request): the cache keeps the most recently used ones within $KEYPOINT_ANIMATION_CACHE_MB,
-    never the graphs in use. Export, quantization and session are stand-ins of known size here."""
-    from deploy import quantize
-    size = 300_000
+    """Every new source/driving pair adds a calibration's ranges (~50 KB for vox-256; the app adds
+    one per request), and earlier versions left ONNX graphs of 45-250 MB there: the cache keeps the
+    most recently used files within $KEYPOINT_ANIMATION_CACHE_MB, never the one in use."""
+    from deploy import int8
+    old = cache / 'e340ed5bbe59e7ed1d6a' / 'generator.onnx'       # an earlier version's graph
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b'\0' * 400_000)
+    networks = int8.Int8Networks({'generator': torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1))}, 'fomm')
 
-    def fake_write(path):
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, 'wb') as f:
-                f.write(b'\0' * size)
+    def calibrate(observed):
+        observed['generator'](torch.rand(1, 3, 8, 8))
 
-    monkeypatch.setattr(quantize, 'export_generator', lambda models, frame_size, path: fake_write(path))
-    monkeypatch.setattr(quantize, 'quantize', lambda fp32, out, feeds, *rest: fake_write(out))
-    monkeypatch.setattr(quantize, 'session', lambda path: object())
-    monkeypatch.setenv('KEYPOINT_ANIMATION_CACHE_MB', str(3.5 * size / 2 ** 20))     # room for 3 graphs
-    generator = quantize.Int8Generator({'model_params': {}}, {'generator': torch.nn.Conv2d(3, 3, 1)}, 'fomm')
     paths = []
     for pair in range(6):
-        feeds = [{'source': np.full((1, 3, 8, 8), pair, np.float32)}]
-        paths.append(generator.build(feeds))
-        files = [p for p in cache.rglob('*') if p.is_file()]
-        assert sum(p.stat().st_size for p in files) <= 3.5 * size
-        assert os.path.exists(paths[-1]) and os.path.exists(os.path.join(os.path.dirname(paths[-1]), 'generator.onnx'))
-    assert len(set(paths)) == 6
-    # Using an older graph again marks it: the next prune removes others first.
-    kept = paths[-2]
-    generator.build([{'source': np.full((1, 3, 8, 8), 4, np.float32)}])
-    generator.build([{'source': np.full((1, 3, 8, 8), 99, np.float32)}])
-    assert os.path.exists(kept)
-    assert quantize.prune_cache(limit=0, keep=[kept]) and [p for p in cache.rglob('*') if p.is_file()] == [Path(kept)]
+        networks.build(f'key{pair}', calibrate)
+        paths.append(networks.timings['path'])
+        size = os.path.getsize(paths[-1])
+        if pair == 0:
+            monkeypatch.setenv('KEYPOINT_ANIMATION_CACHE_MB', str(3.5 * size / 2 ** 20))    # room for 3
+        assert os.path.exists(paths[-1])
+    files = [p for p in cache.rglob('*') if p.is_file()]
+    assert not old.exists() and not old.parent.exists()
+    assert sum(p.stat().st_size for p in files) <= 3.5 * size and len(files) == 3
+    # Using an older file again marks it: the next prune removes others first.
+    networks.build('key3', calibrate)
+    networks.build('key99', calibrate)
+    assert os.path.exists(paths[3]) and networks.timings['cached'] is False
+    assert int8.prune_cache(limit=0, keep=[paths[3]]) and [str(p) for p in cache.rglob('*') if p.is_file()] == [paths[3]]
+
+
+def test_a_torch_without_int8_kernels_is_one_line(cache, monkeypatch, tmp_path, capsys):
+    """The eager int8 kernels are deprecated since torch 2.14: where a torch lacks them, demo.py
+    says so in one line and leaves nothing behind."""
+    import demo
+    from deploy import int8
+
+    def gone(*args, **kwargs):
+        raise NotImplementedError("Could not run 'quantized::conv2d' with arguments from the 'QuantizedCPU' backend")
+    monkeypatch.setattr(int8.torch.ao.nn.quantized.Conv2d, 'forward', gone)
+    from demo import example_inputs
+    from PIL import Image
+    from media import VideoWriter
+    source, driving, _ = example_inputs(4)
+    Image.fromarray(source).save(tmp_path / 's.png')
+    with VideoWriter(str(tmp_path / 'd.mp4'), fps=25) as writer:
+        for frame in driving:
+            writer.write(frame)
+    out = tmp_path / 'out'
+    out.mkdir()
+    code = demo.main(['--config', str(BUNDLED[0]), '--checkpoint', str(BUNDLED[1]), '--source_image',
+                      str(tmp_path / 's.png'), '--driving_video', str(tmp_path / 'd.mp4'), '--result_video',
+                      str(out / 'r.mp4'), '--cpu', '--precision', 'int8'])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs PyTorch's quantized CPU kernels" in err and err.count('\n') == 1
+    assert not os.listdir(out)

@@ -224,24 +224,6 @@ def test_entry_points_make_openmp_threads_wait_passively():
         assert out.strip() == 'PASSIVE', module
 
 
-def test_onnx_runtime_threads_do_not_spin_unless_asked(monkeypatch, tmp_path):
-    pytest.importorskip('onnxruntime')
-    from deploy import quantize
-    path = str(tmp_path / 'id.onnx')
-    torch.onnx.export(torch.nn.Identity(), (torch.ones(1),), path, dynamo=False)
-    seen = {}
-    import onnxruntime as ort
-    real = ort.InferenceSession
-    monkeypatch.setattr(ort, 'InferenceSession', lambda p, options, **k: seen.update(
-        spin=options.get_session_config_entry('session.intra_op.allow_spinning')) or real(p, options, **k))
-    monkeypatch.delenv('OMP_WAIT_POLICY', raising=False)
-    quantize.session(path)
-    assert seen['spin'] == '0'
-    monkeypatch.setenv('OMP_WAIT_POLICY', 'active')
-    quantize.session(path)
-    assert seen['spin'] == '1'
-
-
 @pytest.mark.skipif(not os.environ.get('KPANIM_COMPILE_TEST'),
                     reason='torch.compile of the networks takes minutes on a 2-core CPU; set KPANIM_COMPILE_TEST=1')
 @pytest.mark.xfail(strict=True, raises=RuntimeError,

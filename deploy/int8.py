@@ -1,0 +1,353 @@
+"""int8 inference on the CPU: the per-frame networks' convolutions on PyTorch's quantized kernels.
+
+`Animator(precision='int8')` (animate.py) runs the same code as fp32, with quantized copies of
+the networks that run on every driving frame (INT8_NETWORKS: FOMM's generator with its dense
+motion network inside, TPSMM's dense motion and inpainting networks). In those copies every
+`nn.Conv2d` is a quantized convolution (torch.ao.quantization, eager mode, post-training static):
+
+    input    uint8 per tensor, asymmetric, the range calibration saw
+    weights  int8 per output channel, symmetric
+    output   uint8 per tensor (calibrated range), dequantized to float32 for what follows
+
+An eval-mode BatchNorm right after a convolution (FOMM's conv-norm-relu blocks) is folded into
+the convolution's weights first. Everything else is the float32 code, unchanged: grid_sample,
+softmax, InstanceNorm and the pre-activation BatchNorms, the keypoint detector (its keypoints
+set every motion), the source encoder (once per video), the keypoint maths and the TPS solve.
+
+Kernels: torch's 'x86' quantized engine, which runs a convolution on oneDNN (AVX512-VNNI or
+AMX int8 dot products) or FBGEMM, whichever it expects to be faster; 'qnnpack' on ARM. With
+VNNI the activations use all 8 bits; without it 7 (`reduce_range`), as the u8*s8 pair sums of
+AVX2 kernels saturate 16 bits otherwise.
+
+Why not ONNX Runtime (this module's predecessor, deploy/quantize.py until 2026-12-06): on one
+2-core Xeon with AMX, a 3x3 256->256 convolution at 64x64 ran in 2.0 ms here against 12.0 ms in
+ONNX Runtime's QLinearConv (which has no AMX path), and with oneDNN held to VNNI
+(ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI) in 8.1 ms against 9.1 ms; and there is no graph to
+export (10-50 s the first time a model is used) and no second copy of the model's code.
+
+Calibration runs the fp32 networks with min/max observers on the source driven by the first
+driving frames. Its result, a pair of floats per convolution, is cached on disk
+(<cache_dir>/int8-ranges-<key>.pt, ~50 KB) under a key of the weights, the calibration inputs
+and the settings, so a second run on the same inputs skips it; the key is computed from the
+input pixels, not from float results, so it does not change with the thread count. The cache
+keeps the most recently used files within $KEYPOINT_ANIMATION_CACHE_MB megabytes (default
+CACHE_LIMIT_MB).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+import warnings
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from modules.blocks import SameBlock2d, UpBlock2d
+
+FORMAT_VERSION = 2            # bump when the quantization recipe changes (cached ranges go stale)
+CALIBRATION_FRAMES = 8        # default number of driving frames calibration sees
+INT8_NETWORKS = {'fomm': ('generator',), 'tps': ('dense_motion_network', 'inpainting_network')}
+RANGE_KEYS = ('min_val', 'max_val')     # the observers' buffers: all a calibration produces
+
+
+CACHE_LIMIT_MB = 100          # default bound of the cache: a calibration's ranges are ~50 KB for vox-256
+                              # models, so about 2000 of them (graphs of earlier versions, 45-250 MB, go first)
+
+
+def cache_limit_bytes() -> int:
+    """The cache's bound in bytes: $KEYPOINT_ANIMATION_CACHE_MB megabytes, else CACHE_LIMIT_MB."""
+    text = os.environ.get('KEYPOINT_ANIMATION_CACHE_MB')
+    try:
+        megabytes = float(text) if text else CACHE_LIMIT_MB
+    except ValueError:
+        warnings.warn(f'KEYPOINT_ANIMATION_CACHE_MB={text!r} is not a number of megabytes; the int8 cache keeps '
+                      f'the default {CACHE_LIMIT_MB} MB')
+        megabytes = CACHE_LIMIT_MB
+    return int(max(0.0, megabytes) * 2 ** 20)
+
+
+def prune_cache(keep: Iterable[str] = (), limit: int | None = None, folder: str | None = None) -> list[str]:
+    """Remove the least recently used files (oldest access time: `Int8Networks.build` marks
+    the ranges it uses) until the cache holds at most `limit` bytes (default
+    `cache_limit_bytes()`); the `keep` paths stay whatever their size. Folders left empty go too
+    (those of earlier versions held ONNX graphs).
+    Returns the removed paths. Another process removing a file at the same time is fine."""
+    folder = folder or cache_dir()
+    limit = cache_limit_bytes() if limit is None else limit
+    kept = {os.path.realpath(p) for p in keep}
+    files = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                continue
+            files.append((info.st_atime, info.st_size, path))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for _, size, path in sorted(files):          # oldest first
+        if total <= limit:
+            break
+        if os.path.realpath(path) in kept:
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        total -= size
+        removed.append(path)
+    for parent in {os.path.dirname(p) for p in removed}:
+        if parent != folder:
+            try:
+                os.rmdir(parent)          # only when empty
+            except OSError:
+                pass
+    return removed
+
+
+def _touch(path: str) -> None:
+    """Mark a cached file as just used: its access time (set here whatever the mount's atime
+    policy) orders `prune_cache`; the modification time stays that of its making."""
+    try:
+        os.utime(path, ns=(time.time_ns(), os.stat(path).st_mtime_ns))
+    except OSError:
+        pass
+
+
+def cache_dir() -> str:
+    """Where calibrated ranges are kept: $KEYPOINT_ANIMATION_CACHE, else
+    $XDG_CACHE_HOME/keypoint-animation, else ~/.cache/keypoint-animation."""
+    explicit = os.environ.get('KEYPOINT_ANIMATION_CACHE')
+    if explicit:
+        return explicit
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(base, 'keypoint-animation')
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (x86 VNNI); ARM's qnnpack needs no
+    reduced range either."""
+    try:
+        return bool(torch.cpu._is_vnni_supported())
+    except AttributeError:     # a private helper of torch.cpu; without it, read the flags
+        try:
+            with open('/proc/cpuinfo') as f:
+                flags = next((line for line in f if line.startswith('flags')), '').split()
+        except OSError:
+            return False
+        return 'avx512_vnni' in flags or 'avx_vnni' in flags
+
+
+def quantized_engine() -> str:
+    """The quantized kernels to use: 'x86' (oneDNN + FBGEMM), else what this build has."""
+    engines = torch.backends.quantized.supported_engines
+    return next((e for e in ('x86', 'fbgemm', 'onednn', 'qnnpack') if e in engines), engines[0])
+
+
+def settings() -> dict:
+    """The quantization recipe's knobs that this CPU decides; part of the cache key."""
+    engine = quantized_engine()
+    return {'format': FORMAT_VERSION, 'torch': torch.__version__, 'engine': engine,
+            'reduce_range': engine != 'qnnpack' and not cpu_has_vnni()}
+
+
+class Int8Unavailable(RuntimeError):
+    """This torch build cannot run int8 convolutions on the CPU; one line for the user."""
+
+
+def check_int8_kernels(engine: str) -> None:
+    """Run one tiny quantized convolution, so that a torch without the eager int8 kernels (they
+    are deprecated since torch 2.14) fails here with a sentence, not deep inside a network."""
+    try:
+        torch.backends.quantized.engine = engine
+        conv = torch.ao.nn.quantized.Conv2d(1, 1, 1)
+        conv(torch.quantize_per_tensor(torch.zeros(1, 1, 2, 2), 1.0, 0, torch.quint8))
+    except (AttributeError, RuntimeError, NotImplementedError) as e:
+        raise Int8Unavailable(f'--precision int8 needs PyTorch\'s quantized CPU kernels, which torch '
+                              f'{torch.__version__} does not provide ({type(e).__name__}: {e}); use torch<=2.14 '
+                              f'for int8, or --precision bf16/fp32') from None
+
+
+def quiet_deprecations() -> None:
+    """Hide the warnings torch 2.14 prints for what int8 uses: torch.ao.quantization's eager
+    modules and the quantized tensor types (pytorch/pytorch#184982) are deprecated, with no
+    replacement yet for int8 convolutions outside torch.compile (torchao's are Inductor passes).
+    They still run; a torch without them fails in `Int8Networks.build` with one line that says so.
+    Process-wide, for these two messages only: the quantize steps warn on every first call site."""
+    warnings.filterwarnings('ignore', category=DeprecationWarning, message='torch.ao.quantization is deprecated')
+    warnings.filterwarnings('ignore', category=UserWarning,
+                            message='torch.quantize_per_tensor, torch.quantize_per_channel')
+
+
+def qconfig(reduce_range: bool):
+    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig
+    return QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8, qscheme=torch.per_tensor_affine,
+                                                       reduce_range=reduce_range),
+                   weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
+
+
+def fold_batch_norms(model: nn.Module) -> None:
+    """Fold every eval-mode BatchNorm that directly follows a convolution (SameBlock2d and its
+    Down/Up variants: conv -> norm -> relu) into that convolution, in place."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    for module in model.modules():
+        if isinstance(module, SameBlock2d) and isinstance(module.norm, nn.BatchNorm2d):
+            module.conv, module.norm = fuse_conv_bn_eval(module.conv, module.norm), nn.Identity()
+
+
+def instance_norms_as_group_norms(model: nn.Module) -> None:
+    """Replace every affine InstanceNorm2d (no running statistics) by the GroupNorm with one
+    group per channel, in place: the same normalisation (outputs within 3e-5), but PyTorch's CPU
+    InstanceNorm copies channels-last input to NCHW and back (43.7 ms against 2.3 ms for a
+    64x256x256 map, one thread)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.InstanceNorm2d and child.affine and not child.track_running_stats:
+                group = nn.GroupNorm(child.num_features, child.num_features, eps=child.eps, affine=True)
+                group.load_state_dict(child.state_dict())
+                setattr(parent, name, group)
+
+
+def quantize_before_upsampling(model: nn.Module, config, keep_fp32: tuple[str, ...] = ()) -> None:
+    """UpBlock2d is upsample -> conv -> norm -> relu: quantize before the nearest upsampling
+    rather than after it, so the upsampling moves a quarter of the bytes, in uint8 (0.5 ms
+    against 15 ms for a 128x128x128 map, one thread, channels-last)."""
+    from torch.ao.quantization import QuantWrapper
+    for path, module in list(model.named_modules()):
+        if isinstance(module, UpBlock2d) and not any(k in f'{path}.conv' for k in keep_fp32):
+            wrapper = QuantWrapper(nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), module.conv))
+            wrapper.qconfig = config
+            module.conv = wrapper
+            module.__class__ = SameBlock2d          # its forward without the upsampling: conv -> norm -> relu
+
+
+def observed_copy(model: nn.Module, reduce_range: bool, keep_fp32: tuple[str, ...] = ()) -> nn.Module:
+    """An eval-mode copy of `model` with BatchNorms folded and every Conv2d between a quantize
+    and a dequantize step, observers in place: run it in fp32 on calibration inputs, then
+    `torch.ao.quantization.convert` it. Convolutions whose qualified name (e.g. 'final',
+    'dense_motion_network.occlusion.0') contains a `keep_fp32` entry stay float32."""
+    from torch.ao.quantization import QuantWrapper, prepare
+    model = copy.deepcopy(model).eval()
+    for conv in model.modules():
+        if isinstance(conv, nn.Conv2d):      # quantization reads weights per output channel: NCHW
+            conv.weight.data = conv.weight.data.contiguous()
+    fold_batch_norms(model)
+    instance_norms_as_group_norms(model)
+    config = qconfig(reduce_range)
+    quantize_before_upsampling(model, config, keep_fp32)
+    wrapped = {id(m) for w in model.modules() if isinstance(w, QuantWrapper) for m in w.modules()}
+    for path, parent in list(model.named_modules()):
+        if id(parent) in wrapped:
+            continue
+        for name, child in list(parent.named_children()):
+            qualified = f'{path}.{name}' if path else name
+            if type(child) is nn.Conv2d and not any(k in qualified for k in keep_fp32):
+                wrapper = QuantWrapper(child)
+                wrapper.qconfig = config
+                setattr(parent, name, wrapper)
+    return prepare(model, inplace=False)
+
+
+def keep_unobserved_in_fp32(model: nn.Module) -> None:
+    """Leave in float32 the convolutions calibration never ran (FOMM's encoder, which runs once
+    per video from the fp32 networks): `convert` swaps only modules that have a qconfig."""
+    from torch.ao.quantization import QuantWrapper
+    for wrapper in model.modules():
+        if isinstance(wrapper, QuantWrapper) and torch.isinf(wrapper.quant.activation_post_process.min_val).all():
+            for module in wrapper.modules():
+                module.qconfig = None
+
+
+def ranges_of(observed: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """The calibrated ranges of observed copies, as a flat state dict."""
+    return {f'{name}.{key}': value.clone() for name, model in observed.items()
+            for key, value in model.state_dict().items() if key.rsplit('.', 1)[-1] in RANGE_KEYS}
+
+
+def load_ranges(observed: dict[str, nn.Module], ranges: dict[str, torch.Tensor]) -> None:
+    for name, model in observed.items():
+        mine = {k[len(name) + 1:]: v for k, v in ranges.items() if k.startswith(name + '.')}
+        expected = {k for k in model.state_dict() if k.rsplit('.', 1)[-1] in RANGE_KEYS}
+        if set(mine) != expected:
+            raise ValueError(f'cached int8 ranges do not match the {name} network')
+        model.load_state_dict(mine, strict=False)
+
+
+def weights_digest(models: dict[str, nn.Module]) -> bytes:
+    """A digest of every weight and buffer of `models` (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for name in sorted(models):
+        for key, value in sorted(models[name].state_dict().items()):
+            digest.update(f'{name}.{key}{tuple(value.shape)}{value.dtype}'.encode())
+            value = value.detach().cpu()
+            if value.dim() == 4 and value.is_contiguous(memory_format=torch.channels_last):
+                value = value.permute(0, 2, 3, 1)      # channels-last weights in memory order: no copy
+            digest.update(memoryview(value.contiguous().view(-1).view(torch.uint8).numpy()))
+    return digest.digest()
+
+
+def calibration_key(models: dict[str, nn.Module], inputs: Iterable[torch.Tensor | None], options: dict) -> str:
+    """A short hash of what a calibration's ranges depend on: every network that runs in it (the
+    keypoint detector too), the recipe, the calibration's options and its input pixels."""
+    digest = hashlib.sha256(weights_digest(models))
+    digest.update(json.dumps({**settings(), **options}, sort_keys=True, default=str).encode())
+    for item in inputs:           # tensors made from pixels (or None)
+        if item is None:
+            digest.update(b'none')
+            continue
+        digest.update(f'{tuple(item.shape)}'.encode())
+        digest.update(item.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+class Int8Networks:
+    """Quantized copies of one model's per-frame networks.
+
+    `build(key, calibrate)` makes observed copies, fills their ranges from the cache or by
+    calling `calibrate(observed)` (which runs them in fp32 on calibration inputs), then converts
+    them; afterwards `networks` maps each name of INT8_NETWORKS[family] to its quantized copy,
+    and `timings` says what the set-up cost."""
+
+    def __init__(self, models: dict[str, nn.Module], family: str, keep_fp32: tuple[str, ...] = ()):
+        self.models, self.family, self.keep_fp32 = models, family, tuple(keep_fp32)
+        self.names = INT8_NETWORKS[family]
+        self.networks: dict[str, nn.Module] | None = None
+        self.timings: dict = {}
+
+    def build(self, key: str, calibrate: Callable[[dict[str, nn.Module]], None]) -> None:
+        from torch.ao.quantization import convert
+
+        from media.files import atomic_path
+        quiet_deprecations()
+        recipe = settings()
+        start = time.perf_counter()
+        check_int8_kernels(recipe['engine'])
+        observed = {name: observed_copy(self.models[name], recipe['reduce_range'], self.keep_fp32)
+                    for name in self.names}
+        path = os.path.join(cache_dir(), f'int8-ranges-{key}.pt')
+        ranges = None
+        if os.path.exists(path):
+            try:
+                ranges = torch.load(path, map_location='cpu', weights_only=True)
+                load_ranges(observed, ranges)
+            except Exception:       # unreadable or stale: calibrate again and replace it
+                ranges = None
+        cached = ranges is not None
+        if not cached:
+            calibrate(observed)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save(ranges_of(observed), tmp)
+        for model in observed.values():
+            keep_unobserved_in_fp32(model)
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', category=DeprecationWarning, message='torch.ao.quantization is deprecated')
+            self.networks = {name: convert(model, inplace=True) for name, model in observed.items()}
+        _touch(path)
+        self.timings = {'calibrate_s': time.perf_counter() - start, 'cached': cached, 'path': path,
+                        'pruned': prune_cache(keep=(path,))}
