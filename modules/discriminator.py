@@ -19,13 +19,17 @@ class EagerPowerIteration(SpectralNorm):
     then hold the updated values: the gradient of `weight_orig` is wrong, and a second call before
     the backward (the discriminator sees generated, then real images) fails with "modified by an
     inplace operation" (size [1]: `weight_u` of the one-channel output convolution). Here the
-    update runs eagerly (one graph break per convolution) and returns fresh copies that nothing
-    changes before the backward. The arithmetic, the parameter and buffer names and the
-    state-dict hooks are torch's."""
+    update runs eagerly and the graph gets fresh copies that nothing changes before the backward:
+    `power_iterations` makes them for a whole network ahead of its forward; a layer called
+    without them makes its own (a graph break). The arithmetic, the parameter and buffer names
+    and the state-dict hooks are torch's."""
+
+    copies: tuple[torch.Tensor, torch.Tensor] | None = None      # (u, v) for the next training call
 
     def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
         if do_power_iteration:
-            u, v = self.power_iteration(module)
+            u, v = self.copies if self.copies is not None else self.power_iteration(module)
+            self.copies = None
         else:
             u, v = getattr(module, self.name + '_u'), getattr(module, self.name + '_v')
         weight = getattr(module, self.name + '_orig')
@@ -42,6 +46,25 @@ class EagerPowerIteration(SpectralNorm):
                 v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
                 u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u)
         return u.clone(memory_format=torch.contiguous_format), v.clone(memory_format=torch.contiguous_format)
+
+
+def spectral_hooks(network: nn.Module):
+    """(layer, EagerPowerIteration hook) for every spectrally normalised layer of `network`."""
+    for module in network.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, EagerPowerIteration):
+                yield module, hook
+
+
+@torch.compiler.disable
+def power_iterations(network: nn.Module) -> None:
+    """Run the power iteration of every spectral-norm layer in training mode for its next call,
+    eagerly. First thing in a forward, this keeps the compiled rest whole: a graph break inside
+    the layers' loops would make Dynamo skip the loop's whole frame and compile each layer alone,
+    once per shape."""
+    for module, hook in spectral_hooks(network):
+        if module.training:
+            hook.copies = hook.power_iteration(module)
 
 
 def spectral_norm(module: nn.Module) -> nn.Module:
@@ -121,6 +144,8 @@ class MultiScaleDiscriminator(nn.Module):
                                     for s in self.scales})
 
     def forward(self, pyramid: dict, kp: dict | None = None) -> dict:
+        if self.training:
+            power_iterations(self)
         out = {}
         for key, disc in self.discs.items():
             scale = key.replace('-', '.')
