@@ -380,11 +380,12 @@ def use_channels_last(models: dict, phases: list, device: torch.device, dist: Di
 
 def compile_networks(models: dict, phases: list) -> None:
     """torch.compile, in place, each network's forward and the perceptual loss's VGG-19 (opt-in:
-    the first steps pay the compilation). Per network rather than the whole training step: the
-    equivariance jacobian's autograd.grad cannot be traced, and state-dict keys stay the same.
-    Known defect: on the CPU the compiled tiny FOMM step fails in backward (an in-place change
-    of a size-[1] tensor; tests/test_precision.py, KPANIM_COMPILE_TEST=1), so it stays opt-in."""
-    log.warning('--compile for training is experimental: a compiled FOMM step has failed in backward on the CPU')
+    the first steps pay the compilation, minutes on a 2-core CPU). Per network rather than the
+    whole training step: the equivariance jacobian's autograd.grad cannot be traced, and
+    state-dict keys stay the same. The discriminator's spectral norm runs its power iteration
+    outside the graph (modules/discriminator.py: compiled, torch's own hook gave wrong gradients
+    and failed in backward). On the CPU a compiled epoch of each tiny config follows eager's
+    losses (tests/test_precision.py, KPANIM_COMPILE_TEST=1); on a GPU it has not run yet."""
     for m in models.values():
         m.compile()
     for phase in phases:

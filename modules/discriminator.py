@@ -4,9 +4,76 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from .blocks import level_features
 from .geometry import keypoints_to_gaussian
+
+
+class EagerPowerIteration(SpectralNorm):
+    """torch's hook-based spectral norm whose power iteration runs outside torch.compile's graphs.
+
+    torch's hook updates `weight_u` and `weight_v` in place and normalises the weight with copies
+    of them. Compiled (train.py --compile; torch 2.14), that update becomes a mutation of graph
+    inputs, and the partitioner recomputes u and v in the backward from the buffers, which by
+    then hold the updated values: the gradient of `weight_orig` is wrong, and a second call before
+    the backward (the discriminator sees generated, then real images) fails with "modified by an
+    inplace operation" (size [1]: `weight_u` of the one-channel output convolution). Here the
+    update runs eagerly and the graph gets fresh copies that nothing changes before the backward:
+    `power_iterations` makes them for a whole network ahead of its forward; a layer called
+    without them makes its own (a graph break). The arithmetic, the parameter and buffer names
+    and the state-dict hooks are torch's."""
+
+    copies: tuple[torch.Tensor, torch.Tensor] | None = None      # (u, v) for the next training call
+
+    def compute_weight(self, module: nn.Module, do_power_iteration: bool) -> torch.Tensor:
+        if do_power_iteration:
+            u, v = self.copies if self.copies is not None else self.power_iteration(module)
+            self.copies = None
+        else:
+            u, v = getattr(module, self.name + '_u'), getattr(module, self.name + '_v')
+        weight = getattr(module, self.name + '_orig')
+        sigma = torch.dot(u, torch.mv(self.reshape_weight_to_matrix(weight), v))
+        return weight / sigma
+
+    @torch.compiler.disable
+    def power_iteration(self, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update the buffers in place (DataParallel replicas share them) and return copies."""
+        weight_mat = self.reshape_weight_to_matrix(getattr(module, self.name + '_orig'))
+        u, v = getattr(module, self.name + '_u'), getattr(module, self.name + '_v')
+        with torch.no_grad():
+            for _ in range(self.n_power_iterations):
+                v = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps, out=v)
+                u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u)
+        return u.clone(memory_format=torch.contiguous_format), v.clone(memory_format=torch.contiguous_format)
+
+
+def spectral_hooks(network: nn.Module):
+    """(layer, EagerPowerIteration hook) for every spectrally normalised layer of `network`."""
+    for module in network.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, EagerPowerIteration):
+                yield module, hook
+
+
+@torch.compiler.disable
+def power_iterations(network: nn.Module) -> None:
+    """Run the power iteration of every spectral-norm layer in training mode for its next call,
+    eagerly. First thing in a forward, this keeps the compiled rest whole: a graph break inside
+    the layers' loops would make Dynamo skip the loop's whole frame and compile each layer alone,
+    once per shape."""
+    for module, hook in spectral_hooks(network):
+        if module.training:
+            hook.copies = hook.power_iteration(module)
+
+
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """`nn.utils.spectral_norm(module)` (its names, weight_orig, weight_u and weight_v, are those of
+    the official checkpoints) with the power iteration of `EagerPowerIteration`."""
+    nn.utils.spectral_norm(module)
+    hook = next(h for h in module._forward_pre_hooks.values() if isinstance(h, SpectralNorm))
+    hook.__class__ = EagerPowerIteration       # the state-dict hooks hold this same object
+    return module
 
 
 def scale_key(scale) -> str:
@@ -22,9 +89,7 @@ class DiscriminatorBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size=4)
         if sn:
-            # The classic hook-based spectral norm: its parameter names (weight_orig, weight_u,
-            # weight_v) are those of the official checkpoints.
-            self.conv = nn.utils.spectral_norm(self.conv)
+            self.conv = spectral_norm(self.conv)
         self.norm = nn.InstanceNorm2d(out_features, affine=True) if norm else None
         self.pool = pool
 
@@ -50,7 +115,7 @@ class Discriminator(nn.Module):
             for i in range(num_blocks))
         self.conv = nn.Conv2d(level_features(block_expansion, max_features, num_blocks), 1, kernel_size=1)
         if sn:
-            self.conv = nn.utils.spectral_norm(self.conv)
+            self.conv = spectral_norm(self.conv)
         self.use_kp = use_kp
         self.kp_variance = kp_variance
 
@@ -79,6 +144,8 @@ class MultiScaleDiscriminator(nn.Module):
                                     for s in self.scales})
 
     def forward(self, pyramid: dict, kp: dict | None = None) -> dict:
+        if self.training:
+            power_iterations(self)
         out = {}
         for key, disc in self.discs.items():
             scale = key.replace('-', '.')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from unittest import mock
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import yaml
 
 import modules
 import loading  # noqa: E402
+from modules import discriminator
 from modules import losses as L
 from modules.blocks import AntiAliasInterpolation2d
 from modules.dense_motion import TpsDenseMotionNetwork
@@ -667,6 +669,83 @@ def test_normalize_kp_non_degenerate_does_not_warn():
         warnings.simplefilter('error')
         normalize_kp({'value': s}, {'value': s}, {'value': s}, adapt_movement_scale=True,
                      use_relative_movement=True)
+
+
+def torch_and_ours(build) -> list:
+    """`build()` twice from one seed: with torch's spectral norm, then with the discriminator's."""
+    made = []
+    for wrap in (torch.nn.utils.spectral_norm, discriminator.spectral_norm):
+        with mock.patch.object(discriminator, 'spectral_norm', wrap):
+            torch.manual_seed(0)
+            made.append(build())
+    return made
+
+
+# Three output channels: with one (the discriminator's last layer, whose `weight_u` has size [1])
+# u is +-1, and a u recomputed from the updated buffer happens to give the same v.
+SPECTRAL_NORM_NETWORKS = {
+    'layer': lambda: discriminator.spectral_norm(torch.nn.Conv2d(3, 3, 3)),
+    'discriminator': lambda: discriminator.MultiScaleDiscriminator(scales=[1], block_expansion=4, num_blocks=2,
+                                                                   max_features=8, sn=True),
+}
+
+
+def spectral_norm_steps(network, calls_per_step=(1, 2, 2)) -> list:
+    """Training steps on fixed images: each step calls `network` once or twice (the GAN losses see
+    generated, then real images) before one backward. Per step: the loss, every gradient, every
+    buffer (u and v)."""
+    torch.manual_seed(1)
+    images = torch.randn(2, 3, 16, 16)
+    steps = []
+    for calls in calls_per_step:
+        network.zero_grad()
+        outputs = [network(images[i:i + 1]) if isinstance(network, torch.nn.Conv2d)
+                   else network({'prediction_1': images[i:i + 1]})['prediction_map_1'] for i in range(calls)]
+        loss = sum(out.square().mean() * (i + 1) for i, out in enumerate(outputs))
+        loss.backward()
+        steps.append([loss.detach()] + [p.grad.clone() for p in network.parameters()]
+                     + [b.clone() for b in network.buffers()])
+    return steps
+
+
+@pytest.mark.parametrize('name', SPECTRAL_NORM_NETWORKS)
+def test_discriminator_spectral_norm_is_torchs_in_eager(name):
+    """Same numbers, names and state dicts as torch.nn.utils.spectral_norm, whether the layer runs
+    its own power iteration or the discriminator runs them all first: only where the iteration
+    runs under torch.compile differs."""
+    theirs, ours = torch_and_ours(SPECTRAL_NORM_NETWORKS[name])
+    assert any(isinstance(hook, discriminator.EagerPowerIteration) for _, hook in discriminator.spectral_hooks(ours))
+    assert not any(True for _ in discriminator.spectral_hooks(theirs))
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    assert {'weight_orig', 'weight_u', 'weight_v'} <= {key.split('.')[-1] for key in ours.state_dict()}
+    torch.testing.assert_close(spectral_norm_steps(ours), spectral_norm_steps(theirs), rtol=0, atol=0)
+    ours.load_state_dict(theirs.state_dict())           # checkpoints go both ways, metadata included
+    theirs.load_state_dict(ours.state_dict())
+    with torch.no_grad():                              # eval: no power iteration, the buffers as they are
+        images = torch.randn(1, 3, 16, 16)
+        run = (lambda net: net(images)) if name == 'layer' else (lambda net: net({'prediction_1': images}))
+        torch.testing.assert_close(run(ours.eval()), run(theirs.eval()), rtol=0, atol=0)
+    torch.testing.assert_close(list(ours.buffers()), list(theirs.buffers()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('name', SPECTRAL_NORM_NETWORKS)
+def test_compiled_spectral_norm_trains_as_eager(name):
+    """torch.compile of torch's spectral norm (torch 2.14, Inductor, CPU) recomputes u and v in the
+    backward from the buffers the forward has already updated. Measured on the layer: the first
+    step's `weight_orig` gradient off by 0.14 (largest element 0.73), and the second step (two
+    calls) fails as train.py --compile did ("modified by an inplace operation"). The
+    discriminator's spectral norm updates u and v outside the graph: the compiled steps follow
+    eager torch within float32 rounding of Inductor's kernels (tolerance 1e-5; measured 3.6e-7 on
+    the layer's gradients, largest 1.5). The discriminator runs all its iterations before its
+    graph: one graph break there, one graph, no recompilation."""
+    from torch._dynamo.utils import counters
+    theirs, ours = torch_and_ours(SPECTRAL_NORM_NETWORKS[name])
+    torch._dynamo.reset()
+    counters.clear()
+    ours.compile()
+    torch.testing.assert_close(spectral_norm_steps(ours), spectral_norm_steps(theirs), rtol=1e-5, atol=1e-5)
+    if name == 'discriminator':
+        assert counters['stats']['unique_graphs'] == 1 and sum(counters['graph_break'].values()) == 1, dict(counters)
 
 
 # ---------------------------------------------------------------------------------------------
