@@ -29,8 +29,7 @@ Options
   --precision P           fp32 (default) | int8 (CPU) | bf16 | fp16 (CUDA): as demo.py --precision,
                           for every model the app loads. With int8 each Animate request is
                           calibrated on its own first driving frames, as demo.py does (same file),
-                          and each Live reference on its first frame; the first request of a model
-                          also exports it (cached afterwards).
+                          and each Live reference on its first frame (ranges cached per input).
   --concurrency N         animations processed at once (default 2); more requests wait in
                           Gradio's queue, which shows their place. Live streams have their own
                           limit of N.

@@ -232,6 +232,7 @@ def observed_copy(model: nn.Module, reduce_range: bool, keep_fp32: tuple[str, ..
     `torch.ao.quantization.convert` it. Convolutions whose qualified name (e.g. 'final',
     'dense_motion_network.occlusion.0') contains a `keep_fp32` entry stay float32."""
     from torch.ao.quantization import QuantWrapper, prepare
+    quiet_deprecations()
     model = copy.deepcopy(model).eval()
     for conv in model.modules():
         if isinstance(conv, nn.Conv2d):      # quantization reads weights per output channel: NCHW

@@ -186,7 +186,7 @@ def export_graph(spec: GraphSpec, path: str) -> None:
 def name_nodes_by_module(path: str) -> None:
     """Rename the graph's nodes after the modules that made them ('generator.final/conv2d'
     instead of 'node_conv2d_41'), from the exporter's name-scope metadata, so that a layer can
-    be named (e.g. to keep it out of int8 quantization, deploy/quantize.py)."""
+    be found by name in the graph (e.g. by a quantization tool that should leave it in fp32)."""
     import onnx
     model = onnx.load(path)
     used = set()

@@ -36,7 +36,6 @@ class EagerPowerIteration(SpectralNorm):
         sigma = torch.dot(u, torch.mv(self.reshape_weight_to_matrix(weight), v))
         return weight / sigma
 
-    @torch.compiler.disable
     def power_iteration(self, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Update the buffers in place (DataParallel replicas share them) and return copies."""
         weight_mat = self.reshape_weight_to_matrix(getattr(module, self.name + '_orig'))
@@ -56,7 +55,6 @@ def spectral_hooks(network: nn.Module):
                 yield module, hook
 
 
-@torch.compiler.disable
 def power_iterations(network: nn.Module) -> None:
     """Run the power iteration of every spectral-norm layer in training mode for its next call,
     eagerly. First thing in a forward, this keeps the compiled rest whole: a graph break inside
@@ -65,6 +63,19 @@ def power_iterations(network: nn.Module) -> None:
     for module, hook in spectral_hooks(network):
         if module.training:
             hook.copies = hook.power_iteration(module)
+
+
+def run_power_iterations_outside_graphs() -> None:
+    """Mark `EagerPowerIteration.power_iteration` and `power_iterations` with
+    `torch.compiler.disable`, once, before anything with spectral norm is compiled
+    (`MultiScaleDiscriminator.compile` calls it; compiling a layer of `spectral_norm` alone, call
+    it first). Not at import: `torch.compiler.disable` imports torch._dynamo, 1.7 s added to the
+    start of every process, animation included, that never compiles a discriminator."""
+    global power_iterations
+    if not getattr(power_iterations, '_outside_graphs', False):
+        power_iterations = torch.compiler.disable(power_iterations)
+        power_iterations._outside_graphs = True
+        EagerPowerIteration.power_iteration = torch.compiler.disable(EagerPowerIteration.power_iteration)
 
 
 def spectral_norm(module: nn.Module) -> nn.Module:
@@ -142,6 +153,10 @@ class MultiScaleDiscriminator(nn.Module):
         self.discs = nn.ModuleDict({scale_key(s): Discriminator(num_channels, block_expansion, num_blocks, max_features,
                                                                  sn, use_kp, num_kp, kp_variance)
                                     for s in self.scales})
+
+    def compile(self, *args, **kwargs) -> None:
+        run_power_iterations_outside_graphs()
+        super().compile(*args, **kwargs)
 
     def forward(self, pyramid: dict, kp: dict | None = None) -> dict:
         if self.training:

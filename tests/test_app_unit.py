@@ -130,9 +130,8 @@ def test_page_message_of_a_checkpoint_that_does_not_fit():
 def test_int8_models_give_each_video_its_own_calibration(tmp_path, monkeypatch):
     """app.py --precision int8: Animators are shared by every session, and int8 calibrates per
     video (as demo.py). Two videos animated at once, batch by batch in turn, must each give what
-    it gives alone: without a graph per video, the second calibration would replace the first's
-    mid-stream."""
-    pytest.importorskip('onnxruntime')
+    it gives alone: without quantized copies per video, the second calibration would replace the
+    first's mid-stream."""
     monkeypatch.setenv('KEYPOINT_ANIMATION_CACHE', str(tmp_path / 'cache'))
     fp32 = app.Models(SERVED, 'cpu').get(SERVED)
     assert fp32.for_one_video() is fp32

@@ -165,3 +165,16 @@ def test_scanner_sees_imports_inside_functions(tmp_path):
         assert imported_modules(f, {'x', 'demo', 'media', 'media.reading'}) == {'demo', 'media.reading'}
     finally:
         ROOT = saved
+
+
+def test_animation_start_up_does_not_load_compile_machinery():
+    """torchvision and torch._dynamo cost a process 1.5-1.7 s to import, and animating with a FOMM
+    model needs neither: they load where a network needs them (TPSMM's ResNet, VGG-19, compiling a
+    discriminator), not at import."""
+    import subprocess
+    import sys
+    code = ('import sys; from animate import Animator; from loading import load_config; from modules import build_models; '
+            'from deploy import int8; c = load_config("config/fomm/vox-256.yaml"); Animator(c, build_models(c)); '
+            'print(sorted(m for m in ("torchvision", "torch._dynamo") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '[]'

@@ -742,6 +742,8 @@ def test_compiled_spectral_norm_trains_as_eager(name):
     theirs, ours = torch_and_ours(SPECTRAL_NORM_NETWORKS[name])
     torch._dynamo.reset()
     counters.clear()
+    if name == 'layer':
+        discriminator.run_power_iterations_outside_graphs()    # the discriminator's compile() does it itself
     ours.compile()
     torch.testing.assert_close(spectral_norm_steps(ours), spectral_norm_steps(theirs), rtol=1e-5, atol=1e-5)
     if name == 'discriminator':

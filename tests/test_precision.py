@@ -211,6 +211,9 @@ def test_threads_follow_the_cores_left_idle(monkeypatch):
     try:
         torch.set_num_threads(2)
         monkeypatch.setattr(cpu_threads, 'usable_cores', lambda: 2)
+        monkeypatch.setattr(cpu_threads, 'busy_cores', lambda: 1.6)
+        assert cpu_threads.configure(None) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(cpu_threads, 'busy_cores', lambda: None)       # no /proc/stat: the load average
         monkeypatch.setattr(os, 'getloadavg', lambda: (5.0, 5.0, 5.0))
         assert cpu_threads.configure(None) == 1 and torch.get_num_threads() == 1
         assert cpu_threads.configure(2) == 2 and torch.get_num_threads() == 2    # --threads wins
@@ -218,6 +221,23 @@ def test_threads_follow_the_cores_left_idle(monkeypatch):
             cpu_threads.configure(0)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/stat'), reason='busy_cores reads /proc/stat (Linux)')
+def test_busy_cores_counts_a_process_that_is_running_now():
+    """The default thread count follows the cores busy now: a busy-looping child counts as about
+    one core (the 1-minute load average would have counted it a minute after it ended)."""
+    import subprocess
+    import sys
+    import time
+    child = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    try:
+        time.sleep(0.3)
+        busy = cpu_threads.busy_cores(0.5)
+    finally:
+        child.kill()
+        child.wait()
+    assert busy is not None and busy >= 0.6
 
 
 def test_entry_points_make_openmp_threads_wait_passively():

@@ -303,8 +303,8 @@ def test_frame_rate_changes_the_smoothed_result():
 def test_int8_with_smoothing_runs_in_frame_order_across_batches(tmp_path, monkeypatch):
     """int8 reads the first frames ahead to calibrate; the filter still sees each frame once, in
     order, whatever the batch size, and the result differs from batch 1's no more than int8's
-    own batch rounding does without smoothing (up to ~0.08 on this tiny model)."""
-    pytest.importorskip('onnxruntime')
+    own batch rounding does without smoothing (a float32 difference between batch sizes can move
+    a value across a step of the 8-bit grid)."""
     monkeypatch.setenv('KEYPOINT_ANIMATION_CACHE', str(tmp_path / 'cache'))
     from animate import Animator
     config, checkpoint = TPS
