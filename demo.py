@@ -81,27 +81,24 @@ Faces (docs/faces.md)
 Compute
   --device DEV            torch device (default cuda when available, else cpu).
   --cpu                   force the CPU (same as --device cpu).
-  --precision P           fp32 (default) | int8 | bf16 | fp16. Measured on a 2-core AMD EPYC
-                          (AVX2, no AVX-512/VNNI), vox-256, 40 frames, whole process, quiet
-                          machine (docs/cpu-inference.md):
-                          int8 (CPU only): the per-frame dense motion + generator run as an ONNX
-                            Runtime graph with int8 convolutions, calibrated on the source and the
-                            first --calibration_frames driving frames; keypoints, grid_sample and
-                            the TPS solve stay fp32. FOMM 22.1 s against fp32's 28.1 s (1.28x),
-                            TPSMM 47.4 s against 74.9 s (1.58x). PSNR against fp32 81 dB (FOMM)
-                            and 48 dB (TPSMM) with random weights, 55 dB and the same held-out L1
-                            (+0.01%) on the bundled model. With VNNI (2-core AMD EPYC Zen 5):
-                            1.41x (FOMM) and 1.88x (TPSMM). The first run of a model and video also
-                            exports and calibrates (+25 s FOMM, +34 s TPSMM here), cached
-                            (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE) so a second
-                            run does not pay it; another video pays the calibration again. The
-                            cache keeps the most recently used graphs within 1 GB
-                            ($KEYPOINT_ANIMATION_CACHE_MB).
+  --precision P           fp32 (default) | int8 | bf16 | fp16. Measured on a 2-core Intel Xeon
+                          (AVX-512, VNNI, AMX), vox-256, 40 frames, whole processes, quiet machine,
+                          against the reference demos (docs/cpu-inference.md):
+                          int8 (CPU only): every convolution of the per-frame networks runs on
+                            PyTorch's int8 kernels (oneDNN), calibrated on the source and the first
+                            --calibration_frames driving frames; keypoints, grid_sample and the TPS
+                            solve stay fp32. FOMM 10.9 s (fp32 23.6 s, reference 28.2 s), TPSMM
+                            28.6 s (fp32 81.8 s, reference 88.4 s). PSNR against fp32 82 dB (FOMM)
+                            and 48 dB (TPSMM) with random weights, 56 dB and the same held-out L1
+                            (+0.02%) on the bundled model. The first run on a source and video also
+                            calibrates (+6 s FOMM, +13 s TPSMM here); the ranges are cached
+                            (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE), so the same
+                            inputs again do not pay it.
                           bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
                           fp16: autocast, CUDA only.
   --calibration_frames N  int8: driving frames calibration sees (default 8).
-  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). On the CPU above it
-                          made a 40-frame run 2.2x slower, even with Inductor's cache warm: do
+  --compile               torch.compile the per-frame networks (fp32/bf16/fp16). On a 2-core AVX2 EPYC
+                          it made a 40-frame run 2.2x slower, even with Inductor's cache warm: do
                           not use it on a CPU. GPUs: unmeasured.
   --batch_size N          driving frames per network call (default 1 on the CPU, 32 on a GPU:
                           on 2 CPU cores batch 1 was fastest and smallest for vox-256).
@@ -209,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
     co.add_argument('--precision', choices=('fp32', 'int8', 'bf16', 'fp16'), default='fp32',
-                    help='fp32 (default); int8 (CPU: int8 convolutions through ONNX Runtime; on a 2-core AVX2 '
-                         'EPYC 1.28x (FOMM) and 1.58x (TPSMM) faster end to end, with VNNI 1.41x and 1.88x; 48-81 dB PSNR against fp32, '
-                         'first run +25-34 s to export and calibrate, then cached); bf16 (pays only with '
+                    help='fp32 (default); int8 (CPU: int8 convolutions on PyTorch\'s kernels; vox-256 on a 2-core '
+                         'AMX Xeon 0.39 (FOMM) and 0.32 (TPSMM) of the reference demo\'s time; 48-82 dB PSNR against '
+                         'fp32; first run on new inputs +6-13 s to calibrate, then cached); bf16 (pays only with '
                          'avx512_bf16/AMX or on a GPU); fp16 (CUDA). Details: docstring, docs/cpu-inference.md')
     co.add_argument('--calibration_frames', type=int, default=None, metavar='N',
                     help='int8: driving frames used to calibrate (default 8)')

@@ -251,7 +251,7 @@ def observed_copy(model: nn.Module, reduce_range: bool, keep_fp32: tuple[str, ..
                 wrapper = QuantWrapper(child)
                 wrapper.qconfig = config
                 setattr(parent, name, wrapper)
-    return prepare(model, inplace=False)
+    return prepare(model, inplace=True)      # `model` is already this function's own copy
 
 
 def keep_unobserved_in_fp32(model: nn.Module) -> None:
