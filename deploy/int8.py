@@ -346,9 +346,7 @@ class Int8Networks:
                 torch.save(ranges_of(observed), tmp)
         for model in observed.values():
             keep_unobserved_in_fp32(model)
-        with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', category=DeprecationWarning, message='torch.ao.quantization is deprecated')
-            self.networks = {name: convert(model, inplace=True) for name, model in observed.items()}
+        self.networks = {name: convert(model, inplace=True) for name, model in observed.items()}
         _touch(path)
         self.timings = {'calibrate_s': time.perf_counter() - start, 'cached': cached, 'path': path,
                         'pruned': prune_cache(keep=(path,))}
