@@ -18,6 +18,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / 'shared'
 PARITY_DIR = SHARED / 'parity'
+# The reference-parity models (config, checkpoint) that tests animate with.
+PARITY_FOMM = (PARITY_DIR / 'fomm-public.yaml', PARITY_DIR / 'fomm-public.pth.tar')
+PARITY_TPS = (PARITY_DIR / 'tps-public.yaml', PARITY_DIR / 'tps-public.pth.tar')
 CONFIG_DIR = REPO_ROOT / 'config'
 
 if str(REPO_ROOT) not in sys.path:
@@ -295,3 +298,13 @@ def data_root(tmp_path_factory):
     synthetic_data.generate_dataset(str(root), size=64, num_ids=3, videos_per_id=2, frames=6, test_ids=1, seed=0,
                                     progress=False)
     return str(root)
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """Tiny networks gain nothing from threads, and one thread behaves better on a busy machine:
+    modules of such tests use it (`pytestmark = pytest.mark.usefixtures('one_torch_thread')`)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -25,9 +25,8 @@ import demo  # noqa: E402
 from conftest import ffmpeg_exe  # noqa: E402
 from media import VideoReader, VideoWriter, count_frames, load_image, resize_frame  # noqa: E402
 
-PARITY = REPO.parent / 'shared' / 'parity'
-FOMM = (PARITY / 'fomm-public.yaml', PARITY / 'fomm-public.pth.tar')
-TPS = (PARITY / 'tps-public.yaml', PARITY / 'tps-public.pth.tar')
+from conftest import PARITY_FOMM as FOMM, PARITY_TPS as TPS  # noqa: E402
+from conftest import PARITY_DIR as PARITY  # noqa: E402
 SIZE = 64
 
 
@@ -37,13 +36,7 @@ def need_parity():
         pytest.skip(f'the parity configs and checkpoints are not at {PARITY} (../shared is absent)')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def few_threads():
-    """The tiny networks gain nothing from threads; fewer threads behave better on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,9 +18,8 @@ sys.path.insert(0, str(REPO))
 
 from modules.temporal_filter import KeypointSmoother, OneEuroFilter, OneEuroParams, smoothing_params  # noqa: E402
 
-PARITY = REPO.parent / 'shared' / 'parity'
-FOMM = (PARITY / 'fomm-public.yaml', PARITY / 'fomm-public.pth.tar')
-TPS = (PARITY / 'tps-public.yaml', PARITY / 'tps-public.pth.tar')
+from conftest import PARITY_FOMM as FOMM, PARITY_TPS as TPS  # noqa: E402
+from conftest import PARITY_DIR as PARITY  # noqa: E402
 SIZE = 64
 
 
@@ -175,13 +174,7 @@ def test_smoothing_params_accepts_the_api_forms():
 need_parity = pytest.mark.skipif(not PARITY.is_dir(), reason=f'the parity models are not at {PARITY} (../shared)')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def few_threads():
-    """Tiny networks gain nothing from threads; one behaves better on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def moving_clip(n: int = 9, size: int = SIZE, seed: int = 0) -> np.ndarray:
