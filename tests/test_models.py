@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 import yaml
 
@@ -458,6 +459,26 @@ def test_anti_alias_output_size(size, nearest, expected):
     down = AntiAliasInterpolation2d(3, 0.25, nearest_resize=nearest)
     out = down(torch.rand(1, 3, size, size))
     assert out.shape == (1, 3, expected, expected)
+
+
+@pytest.mark.parametrize('scale', [0.5, 0.25, 0.125])
+@pytest.mark.parametrize('nearest', [False, True])
+@pytest.mark.parametrize('size', [64, 66, 37])
+def test_anti_alias_blurs_only_the_kept_pixels(scale, nearest, size):
+    """The strided blur equals blurring every pixel then subsampling (the references' way), in
+    value and in gradient."""
+    down = AntiAliasInterpolation2d(3, scale, nearest_resize=nearest)
+    x = torch.rand(2, 3, size, size + 3, requires_grad=True)
+    blurred = F.conv2d(F.pad(x, (down.ka, down.kb, down.ka, down.kb)), down.weight, groups=3)
+    expected = (F.interpolate(blurred, scale_factor=(scale, scale)) if nearest
+                else blurred[:, :, ::down.step, ::down.step])
+    out = down(x)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    weights = torch.rand_like(out)
+    grad, = torch.autograd.grad((out * weights).sum(), x)
+    expected_grad, = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-6, rtol=0)
 
 
 def test_anti_alias_floor_and_ceil_pick_the_same_pixels():
