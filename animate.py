@@ -181,13 +181,11 @@ class Animator:
                    need_avd: bool = False, **options) -> 'Animator':
         """Build from a config file and a checkpoint (ours or official). Raises ConfigError or
         CheckpointError with a one-line explanation naming the file."""
-        from modules import build_models
         from loading import load_config
-        from loading.checkpoint import load_models
+        from loading.checkpoint import networks_from_checkpoint
         config = load_config(config_path)
-        models = build_models(config)
-        ckpt = load_models(checkpoint_path, {k: m for k, m in models.items() if k != 'discriminator'}, config,
-                           required_networks(models, avd=need_avd))
+        models, ckpt = networks_from_checkpoint(config, checkpoint_path,
+                                                lambda models: required_networks(models, avd=need_avd))
         animator = cls(config, models, device, precision, **options)
         # The networks the checkpoint held: TPSMM's AVD network is in some checkpoints only.
         animator.loaded_networks = frozenset(k for k in animator.models if k in ckpt)

@@ -157,14 +157,18 @@ class AntiAliasInterpolation2d(nn.Module):
         self.ka = size // 2
         self.kb = self.ka - 1 if size % 2 == 0 else self.ka
         self.step = int(1 / scale)
-        axis = torch.arange(size, dtype=torch.float32)
+        # Computed on the CPU, then moved: under `torch.device('meta')` (networks built without
+        # memory, loading/checkpoint.py) arange runs PyTorch's Python reference, which imports
+        # torch._dynamo (1.8 s).
+        axis = torch.arange(size, dtype=torch.float32, device='cpu')
         if sigma > 0:
             g = torch.exp(-(axis - (size - 1) / 2) ** 2 / (2 * sigma ** 2))
         else:
-            g = torch.ones(1)
+            g = torch.ones(1, device='cpu')
         kernel = g.view(-1, 1) * g.view(1, -1)
         kernel = kernel / kernel.sum()
-        self.register_buffer('weight', kernel.view(1, 1, size, size).repeat(channels, 1, 1, 1))
+        kernel = kernel.view(1, 1, size, size).repeat(channels, 1, 1, 1)
+        self.register_buffer('weight', kernel.to(torch.get_default_device()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 1.0:

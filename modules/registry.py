@@ -20,7 +20,7 @@ from .keypoint_detector import FommKeypointDetector, TpsKeypointDetector
 from .tps_extras import AVDNetwork, BackgroundMotionPredictor
 
 
-def build_fomm(config: dict) -> dict[str, nn.Module]:
+def build_fomm(config: dict, without: tuple[str, ...] = ()) -> dict[str, nn.Module]:
     common = section(config, 'model_params.common_params')
     check_known(config, 'model_params.common_params', common, {'num_kp', 'num_channels', 'estimate_jacobian'})
     common = {'num_channels': 3, **common}
@@ -39,13 +39,13 @@ def build_fomm(config: dict) -> dict[str, nn.Module]:
         'generator': FommGenerator(**kwargs_for(FommGenerator, config, 'model_params.generator_params', gen_params, common)),
     }
     disc = section(config, 'model_params.discriminator_params', required=False)
-    if disc is not None:
+    if disc is not None and 'discriminator' not in without:
         models['discriminator'] = MultiScaleDiscriminator(
             **kwargs_for(MultiScaleDiscriminator, config, 'model_params.discriminator_params', disc, common))
     return models
 
 
-def build_tps(config: dict) -> dict[str, nn.Module]:
+def build_tps(config: dict, without: tuple[str, ...] = ()) -> dict[str, nn.Module]:
     common = section(config, 'model_params.common_params')
     check_known(config, 'model_params.common_params', common, {'num_tps', 'num_channels', 'bg', 'multi_mask'})
     common = {'num_channels': 3, 'bg': False, 'multi_mask': True, **common}
@@ -77,7 +77,7 @@ def build_tps(config: dict) -> dict[str, nn.Module]:
 class Family:
     name: str
     marker: str                                      # key in model_params.common_params
-    build: Callable[[dict], dict[str, nn.Module]]
+    build: Callable[[dict, tuple[str, ...]], dict[str, nn.Module]]
     title: str
 
 
@@ -100,6 +100,8 @@ def family_of_config(config: dict) -> Family:
     return found[0]
 
 
-def build_models(config: dict) -> dict[str, nn.Module]:
-    """Every network of the config's family under its official checkpoint key (CPU, train mode)."""
-    return family_of_config(config).build(config)
+def build_models(config: dict, without: tuple[str, ...] = ()) -> dict[str, nn.Module]:
+    """Every network of the config's family under its official checkpoint key (CPU, train mode),
+    except those named in `without` (animation needs no discriminator)."""
+    models = family_of_config(config).build(config, tuple(without))
+    return {k: m for k, m in models.items() if k not in without}

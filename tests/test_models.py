@@ -933,6 +933,39 @@ def test_checkpoint_description_reads_the_config_back():
 
 
 
+@pytest.mark.parametrize('name', ['tiny/fomm', 'tiny/tps'])
+def test_networks_from_a_checkpoint_are_built_without_random_init(tmp_path, name):
+    """Built on the meta device, the networks take the checkpoint's tensors: the same state as
+    building and loading, nothing left on meta, float32 whatever the file held, parameters still
+    trainable. A network the checkpoint lacks (TPSMM's AVD) is built the usual way."""
+    from loading.checkpoint import load_models, networks_from_checkpoint
+    config = tiny_config(name)
+    torch.manual_seed(0)
+    saved = modules.build_models(config)
+    state = {k: m.state_dict() for k, m in saved.items()}
+    if name == 'tiny/tps':
+        del state['avd_network']
+    state['kp_detector'] = {k: v.half() if v.is_floating_point() else v for k, v in state['kp_detector'].items()}
+    path = str(tmp_path / 'model.pth.tar')
+    torch.save(state, path)
+    torch.manual_seed(1)       # another random init: only the checkpoint can make the two agree
+    expected = modules.build_models(config, without=('discriminator',))
+    load_models(path, expected, config)
+    models, ckpt = networks_from_checkpoint(config, path)
+    assert set(models) == set(expected) and 'discriminator' not in models
+    for key, model in models.items():
+        assert not any(t.is_meta for t in (*model.parameters(), *model.buffers())), key
+        assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters()), key
+        if key in ckpt:
+            mine, theirs = model.state_dict(), expected[key].state_dict()
+            assert mine.keys() == theirs.keys()
+            for k in mine:
+                torch.testing.assert_close(mine[k], theirs[k], rtol=0, atol=0, check_dtype=False, msg=f'{key}.{k}')
+    if name == 'tiny/tps':
+        kp = {'fg_kp': torch.rand(1, 10, 2) * 2 - 1}
+        assert torch.isfinite(models['avd_network'].eval()(kp, kp)['fg_kp']).all()
+
+
 def test_random_vgg_is_one_fixed_function_whatever_the_global_seed():
     # `vgg19_weights: random` defines the loss: two ranks (seeded seed + rank) or two runs must
     # optimise the same one, and building it must not shift the global random stream
