@@ -44,11 +44,12 @@ import warnings
 from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from modules.blocks import SameBlock2d, UpBlock2d
+from modules.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 
-FORMAT_VERSION = 2            # bump when the quantization recipe changes (cached ranges go stale)
+FORMAT_VERSION = 3            # bump when the quantization recipe changes (cached ranges go stale)
 CALIBRATION_FRAMES = 8        # default number of driving frames calibration sees
 INT8_NETWORKS = {'fomm': ('generator',), 'tps': ('dense_motion_network', 'inpainting_network')}
 RANGE_KEYS = ('min_val', 'max_val')     # the observers' buffers: all a calibration produces
@@ -213,17 +214,67 @@ def instance_norms_as_group_norms(model: nn.Module) -> None:
                 setattr(parent, name, group)
 
 
-def quantize_before_upsampling(model: nn.Module, config, keep_fp32: tuple[str, ...] = ()) -> None:
-    """UpBlock2d is upsample -> conv -> norm -> relu: quantize before the nearest upsampling
-    rather than after it, so the upsampling moves a quarter of the bytes, in uint8 (0.5 ms
-    against 15 ms for a 128x128x128 map, one thread, channels-last)."""
+class QuantizedUnit(SameBlock2d):
+    """A conv-norm-relu block (SameBlock2d, DownBlock2d or UpBlock2d) whose BatchNorm is folded,
+    run as one quantized step: `conv` holds the upsampling, the convolution with its ReLU and
+    the pooling, between one quantize and one dequantize."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class QuantizedResidual(ResBlock2d):
+    """ResBlock2d (norm1-relu-conv1-norm2-relu-conv2, plus the input) with norm2 folded into
+    conv1: `conv1` holds conv1 with its ReLU and conv2, one quantized step, so the map between
+    the two convolutions stays uint8."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(F.relu(self.norm1(x))) + x
+
+
+def quantized_units(model: nn.Module, config, keep_fp32: tuple[str, ...] = ()) -> None:
+    """Put each block's quantized work in one QuantWrapper, in place, so that what runs between
+    its convolutions stays in uint8 (the float32 steps between them took a third of FOMM's int8
+    generator: dequantize, ReLU, quantize, BatchNorm):
+
+    - conv-norm-relu blocks: an UpBlock2d quantizes before its nearest upsampling rather than
+      after (the upsampling then moves a quarter of the bytes, in uint8: 0.5 ms against 15 ms
+      for a 128x128x128 map, one thread, channels-last). Where the norm was folded (BatchNorm),
+      the ReLU runs inside the quantized convolution and a DownBlock2d pools in uint8 before
+      dequantizing (a quarter of the bytes again); an InstanceNorm (TPSMM) stays float32
+      between the convolution and the ReLU.
+    - ResBlock2d with BatchNorm: norm2 folds into conv1, and conv1 (with its ReLU) feeds conv2
+      in uint8; norm1 and the ReLU before conv1 stay float32 (the residual input is unnormalised).
+    Blocks whose convolution a `keep_fp32` entry names are left alone."""
+    from torch.ao.nn.intrinsic import ConvReLU2d
     from torch.ao.quantization import QuantWrapper
-    for path, module in list(model.named_modules()):
-        if isinstance(module, UpBlock2d) and not any(k in f'{path}.conv' for k in keep_fp32):
-            wrapper = QuantWrapper(nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), module.conv))
-            wrapper.qconfig = config
-            module.conv = wrapper
-            module.__class__ = SameBlock2d          # its forward without the upsampling: conv -> norm -> relu
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    def wrap(*steps: nn.Module) -> nn.Module:
+        wrapper = QuantWrapper(steps[0] if len(steps) == 1 else nn.Sequential(*steps))
+        wrapper.qconfig = config
+        return wrapper
+
+    for path, block in list(model.named_modules()):
+        conv_path = f'{path}.conv' if path else 'conv'
+        if isinstance(block, SameBlock2d) and not any(k in conv_path for k in keep_fp32):
+            folded = isinstance(block.norm, nn.Identity)
+            steps = [ConvReLU2d(block.conv, nn.ReLU()) if folded else block.conv]
+            if isinstance(block, UpBlock2d):
+                steps.insert(0, nn.Upsample(scale_factor=2, mode='nearest'))
+            if isinstance(block, DownBlock2d) and folded:
+                steps.append(nn.AvgPool2d(2))
+            block.conv = wrap(*steps)
+            if folded:
+                block.__class__ = QuantizedUnit
+            elif isinstance(block, UpBlock2d):
+                block.__class__ = SameBlock2d     # its forward without the upsampling: conv -> norm -> relu
+        elif (isinstance(block, ResBlock2d) and isinstance(block.norm2, nn.BatchNorm2d)
+              and not any(k in f'{path}.conv{i}' for k in keep_fp32 for i in (1, 2))):
+            conv1 = fuse_conv_bn_eval(block.conv1, block.norm2)
+            block.conv1 = wrap(ConvReLU2d(conv1, nn.ReLU()), block.conv2)
+            block.conv2, block.norm2 = nn.Identity(), nn.Identity()
+            block.__class__ = QuantizedResidual
 
 
 def observed_copy(model: nn.Module, reduce_range: bool, keep_fp32: tuple[str, ...] = ()) -> nn.Module:
@@ -240,7 +291,7 @@ def observed_copy(model: nn.Module, reduce_range: bool, keep_fp32: tuple[str, ..
     fold_batch_norms(model)
     instance_norms_as_group_norms(model)
     config = qconfig(reduce_range)
-    quantize_before_upsampling(model, config, keep_fp32)
+    quantized_units(model, config, keep_fp32)
     wrapped = {id(m) for w in model.modules() if isinstance(w, QuantWrapper) for m in w.modules()}
     for path, parent in list(model.named_modules()):
         if id(parent) in wrapped:

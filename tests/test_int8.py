@@ -32,9 +32,14 @@ def psnr(a, b) -> float:
     return float(10 * np.log10(1 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
+def is_quantized_convolution(module) -> bool:
+    """torch.ao's quantized Conv2d, or its ConvReLU2d (the ReLU fused in)."""
+    return (type(module).__module__.startswith(('torch.ao.nn.quantized', 'torch.ao.nn.intrinsic.quantized'))
+            and 'Conv' in type(module).__name__)
+
+
 def quantized_convolutions(animator) -> int:
-    return sum(type(m).__module__.startswith('torch.ao.nn.quantized') and 'Conv' in type(m).__name__
-               for net in animator.int8.networks.values() for m in net.modules())
+    return sum(is_quantized_convolution(m) for net in animator.int8.networks.values() for m in net.modules())
 
 
 def test_int8_keeps_the_bundled_models_quality_and_caches_its_calibration(cache):
@@ -117,24 +122,31 @@ def test_int8_fomm_follows_fp32(cache, name):
     assert quantized_convolutions(animator) > 0
     generator = animator.int8.networks['generator']
     assert type(generator.final).__name__ == 'QuantWrapper'
-    assert all(type(b.conv.module) is torch.nn.Conv2d for b in generator.down_blocks)   # the encoder: fp32
-    assert all(type(b.conv.module[1]).__name__ == 'Conv2d' and type(b.conv.module[1]) is not torch.nn.Conv2d
-               for b in generator.up_blocks)      # quantized, after the upsampling moved inside
+    # the encoder (run once per video, never calibrated) stays fp32: a float conv with its ReLU
+    assert all(type(b.conv.module[0][0]) is torch.nn.Conv2d for b in generator.down_blocks)
+    # quantized, the upsampling moved inside and the ReLU fused (BatchNorm folded)
+    assert all(type(b.conv.module[1]).__name__ == 'ConvReLU2d' and is_quantized_convolution(b.conv.module[1])
+               for b in generator.up_blocks)
+    # residual blocks: conv1 (norm2 folded, ReLU fused) feeds conv2 in uint8
+    assert all([type(m).__name__ for m in b.conv1.module] == ['ConvReLU2d', 'Conv2d']
+               and all(map(is_quantized_convolution, b.conv1.module)) for b in generator.bottleneck)
     assert len(list(cache.glob('int8-ranges-*.pt'))) == 1      # fixed calibration: no per-video one
 
 
 def test_int8_copies_compute_what_the_fp32_networks_compute():
     """The rewrites behind the quantized copies keep the fp32 function: BatchNorm folded into
-    the convolution before it, InstanceNorm as GroupNorm, the upsampling moved inside the
-    quantized step. Checked with observers only (no quantization): same outputs as fp32."""
+    the convolution before it (in residual blocks, norm2 into conv1), InstanceNorm as GroupNorm,
+    the upsampling, ReLU and pooling moved inside the quantized step. Checked with observers
+    only (no quantization): same outputs as fp32."""
     from torch import nn
 
     from deploy.int8 import fold_batch_norms, instance_norms_as_group_norms, observed_copy
-    from modules.blocks import Hourglass, batch_norm, instance_norm
+    from modules.blocks import Hourglass, ResBlock2d, batch_norm, instance_norm
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)
     for norm in (batch_norm, instance_norm):
-        net = Hourglass(8, 3, num_blocks=2, max_features=32, norm=norm).eval()
+        net = nn.Sequential(Hourglass(8, 3, num_blocks=2, max_features=32, norm=norm),
+                            ResBlock2d(11, norm=norm), ResBlock2d(11, norm=norm)).eval()
         for m in net.modules():
             if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
                 m.weight.data.uniform_(0.5, 1.5)
@@ -150,7 +162,9 @@ def test_int8_copies_compute_what_the_fp32_networks_compute():
             fold_batch_norms(folded)
             instance_norms_as_group_norms(folded)
             torch.testing.assert_close(folded(x), expected, atol=1e-4, rtol=1e-4)
-            assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in folded.modules())
+            assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in folded[0].modules())
+            residual = [type(m).__name__ for m in copy_[1:]]
+            assert residual == (['QuantizedResidual'] * 2 if norm is batch_norm else ['ResBlock2d'] * 2)
 
 
 def test_keep_fp32_leaves_named_convolutions_in_float(cache):
