@@ -121,15 +121,22 @@ def test_int8_fomm_follows_fp32(cache, name):
     assert psnr(int8, fp32) > 30
     assert quantized_convolutions(animator) > 0
     generator = animator.int8.networks['generator']
-    assert type(generator.final).__name__ == 'QuantWrapper'
     # the encoder (run once per video, never calibrated) stays fp32: a float conv with its ReLU
     assert all(type(b.conv.module[0][0]) is torch.nn.Conv2d for b in generator.down_blocks)
-    # quantized, the upsampling moved inside and the ReLU fused (BatchNorm folded)
-    assert all(type(b.conv.module[1]).__name__ == 'ConvReLU2d' and is_quantized_convolution(b.conv.module[1])
-               for b in generator.up_blocks)
-    # residual blocks: conv1 (norm2 folded, ReLU fused) feeds conv2 in uint8
-    assert all([type(m).__name__ for m in b.conv1.module] == ['ConvReLU2d', 'Conv2d']
-               and all(map(is_quantized_convolution, b.conv1.module)) for b in generator.bottleneck)
+    # the decoding is one quantized chain: quantized once, then residual blocks (norm1 with
+    # its ReLU, conv1 with norm2 folded and its ReLU, conv2, the add), up blocks (upsampling,
+    # conv with BatchNorm folded and its ReLU), the final convolution, dequantized once
+    assert type(generator.chain).__name__ == 'QuantWrapper'
+    steps = list(generator.chain.module)
+    kinds = [type(step).__name__ for step in steps]
+    blocks = animator.config['model_params']['generator_params']['num_bottleneck_blocks']
+    assert kinds == ['ChannelsLast'] + ['QuantizedResidualStep'] * blocks + ['QuantizedUnit'] * 2 + ['Conv2d']
+    assert all(type(b.norm1).__name__ == 'BNReLU2d' and 'quantized' in type(b.norm1).__module__
+               and [type(m).__name__ for m in b.conv1] == ['ConvReLU2d', 'Conv2d']
+               and all(map(is_quantized_convolution, b.conv1)) for b in steps[1:1 + blocks])
+    assert all(is_quantized_convolution(b.conv[1]) and type(b.conv[1]).__name__ == 'ConvReLU2d'
+               for b in steps[1 + blocks:-1])
+    assert is_quantized_convolution(steps[-1])
     assert len(list(cache.glob('int8-ranges-*.pt'))) == 1      # fixed calibration: no per-video one
 
 
@@ -165,6 +172,33 @@ def test_int8_copies_compute_what_the_fp32_networks_compute():
             assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in folded[0].modules())
             residual = [type(m).__name__ for m in copy_[1:]]
             assert residual == (['QuantizedResidual'] * 2 if norm is batch_norm else ['ResBlock2d'] * 2)
+
+
+def test_fomm_generator_chained_decoding_computes_what_fp32_computes():
+    """FOMM's generator copy decodes in one chain (residual blocks with BatchNorm+ReLU steps and
+    adds, up blocks, the final convolution): with observers only, the fp32 function."""
+    from torch import nn
+
+    from conftest import tiny_config
+    from deploy.int8 import observed_copy
+    from modules import build_models
+    torch.manual_seed(0)
+    generator = build_models(tiny_config('tiny/fomm'))['generator'].eval()
+    for m in generator.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    source = torch.rand(2, 3, 64, 64)
+    kp = {'value': torch.rand(2, 4, 2) * 2 - 1, 'jacobian': torch.eye(2).expand(2, 4, 2, 2)}
+    moved = {'value': kp['value'] + 0.05, 'jacobian': kp['jacobian']}
+    with torch.no_grad():
+        expected = generator(source, kp_driving=moved, kp_source=kp)['prediction']
+        chained = observed_copy(generator, reduce_range=False)
+        assert type(chained).__name__ == 'ChainedDecodeGenerator'
+        torch.testing.assert_close(chained(source, kp_driving=moved, kp_source=kp)['prediction'], expected,
+                                   atol=1e-5, rtol=1e-4)
 
 
 def test_keep_fp32_leaves_named_convolutions_in_float(cache):
