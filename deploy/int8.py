@@ -41,6 +41,7 @@ import json
 import os
 import time
 import warnings
+import zlib
 from typing import Callable, Iterable
 
 import torch
@@ -401,15 +402,19 @@ def load_ranges(observed: dict[str, nn.Module], ranges: dict[str, torch.Tensor])
 
 
 def weights_digest(models: dict[str, nn.Module]) -> bytes:
-    """A digest of every weight and buffer of `models` (names, shapes, values)."""
+    """A digest of every weight and buffer of `models`: names, shapes and a CRC-32 of each
+    tensor's bytes. CRC-32 reads 3.7 GB/s here against SHA-256's 1.3 (FOMM vox-256's networks
+    are 240 MB: 0.06 s against 0.19 s on every int8 run); a cache key needs no protection
+    against forgery, and a model that changes leaves the CRC of a changed tensor unchanged once
+    in 4 billion."""
     digest = hashlib.sha256()
     for name in sorted(models):
         for key, value in sorted(models[name].state_dict().items()):
-            digest.update(f'{name}.{key}{tuple(value.shape)}{value.dtype}'.encode())
             value = value.detach().cpu()
             if value.dim() == 4 and value.is_contiguous(memory_format=torch.channels_last):
                 value = value.permute(0, 2, 3, 1)      # channels-last weights in memory order: no copy
-            digest.update(memoryview(value.contiguous().view(-1).view(torch.uint8).numpy()))
+            crc = zlib.crc32(memoryview(value.contiguous().view(-1).view(torch.uint8).numpy()))
+            digest.update(f'{name}.{key}{tuple(value.shape)}{value.dtype}:{crc:08x};'.encode())
     return digest.digest()
 
 
