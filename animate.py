@@ -63,6 +63,13 @@ def expand_batch(x, batch: int):
     return x.expand(batch, *x.shape[1:])
 
 
+def to_channels_last(maps):
+    """A (B, C, H, W) map, or a list of them, in channels-last memory order."""
+    if isinstance(maps, (list, tuple)):
+        return [to_channels_last(m) for m in maps]
+    return maps.contiguous(memory_format=torch.channels_last)
+
+
 def store_convolutions_channels_last(model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> None:
     """Keep convolution weights channels-last (and in `dtype`), in place, for CPU inference.
 
@@ -228,6 +235,12 @@ class Animator:
                 state['features'] = self.models['generator'].encode(src)
             else:
                 state['features'] = self.models['inpainting_network'].encode(src)
+        if self.device.type == 'cpu':
+            # channels-last like every map the convolutions give on the CPU (their weights are,
+            # see store_convolutions_channels_last; TPSMM's InstanceNorm gives NCHW): the warped
+            # maps keep the layout (modules.geometry.warp), so the decoder's adds and concatenations
+            # pair maps of one layout instead of taking a slow strided path.
+            state['features'] = to_channels_last(state['features'])
         if mode == 'relative':
             if initial is None:
                 raise ValueError('relative mode needs the reference driving frame')

@@ -9,10 +9,15 @@ motion network inside, TPSMM's dense motion and inpainting networks). In those c
     weights  int8 per output channel, symmetric
     output   uint8 per tensor (calibrated range), dequantized to float32 for what follows
 
-An eval-mode BatchNorm right after a convolution (FOMM's conv-norm-relu blocks) is folded into
-the convolution's weights first. Everything else is the float32 code, unchanged: grid_sample,
-softmax, InstanceNorm and the pre-activation BatchNorms, the keypoint detector (its keypoints
-set every motion), the source encoder (once per video), the keypoint maths and the TPS solve.
+An eval-mode BatchNorm right after a convolution (FOMM's conv-norm-relu blocks, and norm2 of
+its residual blocks) is folded into the convolution's weights first, and what follows the
+convolution inside its block (the ReLU, a DownBlock's pooling) runs on the uint8 map, so each
+block quantizes once and dequantizes once (`quantized_units`). FOMM's decoding (residual
+bottleneck, up blocks, final convolution) is one such step from end to end: the residual
+stream, its BatchNorm+ReLU and its adds are uint8 too (`quantized_decoder`). Everything else is
+the float32 code, unchanged: grid_sample, softmax, InstanceNorm (TPSMM), the keypoint detector
+(its keypoints set every motion), the source encoder (once per video), the keypoint maths and
+the TPS solve.
 
 Kernels: torch's 'x86' quantized engine, which runs a convolution on oneDNN (AVX512-VNNI or
 AMX int8 dot products) or FBGEMM, whichever it expects to be faster; 'qnnpack' on ARM. With

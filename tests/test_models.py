@@ -461,6 +461,20 @@ def test_anti_alias_output_size(size, nearest, expected):
     assert out.shape == (1, 3, expected, expected)
 
 
+def test_warp_keeps_a_channels_last_map_channels_last():
+    """CPU inference keeps its maps channels-last; grid_sample writes NCHW, and warp gives the
+    input's layout back (the same values), so later adds pair maps of one layout."""
+    from modules.geometry import warp
+    torch.manual_seed(0)
+    maps = torch.rand(2, 8, 16, 16)
+    field = torch.rand(2, 8, 8, 2) * 2 - 1
+    plain = warp(maps, field)
+    last = warp(maps.contiguous(memory_format=torch.channels_last), field)
+    assert plain.is_contiguous() and not last.is_contiguous()
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(last, plain, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize('scale', [0.5, 0.25, 0.125])
 @pytest.mark.parametrize('nearest', [False, True])
 @pytest.mark.parametrize('size', [64, 66, 37])
