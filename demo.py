@@ -82,16 +82,16 @@ Compute
   --device DEV            torch device (default cuda when available, else cpu).
   --cpu                   force the CPU (same as --device cpu).
   --precision P           fp32 (default) | int8 | bf16 | fp16. Measured on a 2-core Intel Xeon
-                          (AVX-512, VNNI, AMX), vox-256, 40 frames, whole processes, quiet machine,
-                          against the reference demos (docs/cpu-inference.md):
+                          (AVX-512, VNNI, AMX), vox-256, 40 frames, whole processes alternating
+                          with the reference demos (docs/cpu-inference.md):
                           int8 (CPU only): every convolution of the per-frame networks runs on
                             PyTorch's int8 kernels (oneDNN), calibrated on the source and the first
                             --calibration_frames driving frames; keypoints, grid_sample and the TPS
-                            solve stay fp32. FOMM 10.9 s (fp32 23.6 s, reference 28.2 s), TPSMM
-                            28.6 s (fp32 81.8 s, reference 88.4 s). PSNR against fp32 82 dB (FOMM)
+                            solve stay fp32. FOMM 9.2 s (fp32 25.4 s, reference 32.1 s), TPSMM
+                            17.6 s (fp32 64.8 s, reference 71.3 s). PSNR against fp32 83 dB (FOMM)
                             and 48 dB (TPSMM) with random weights, 56 dB and the same held-out L1
                             (+0.02%) on the bundled model. The first run on a source and video also
-                            calibrates (+6 s FOMM, +13 s TPSMM here); the ranges are cached
+                            calibrates (+4 s FOMM, +16 s TPSMM here); the ranges are cached
                             (~/.cache/keypoint-animation, or $KEYPOINT_ANIMATION_CACHE), so the same
                             inputs again do not pay it.
                           bf16: autocast; only pays where the CPU has fast bf16 (avx512_bf16/AMX).
@@ -207,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument('--cpu', action='store_true', help='run on the CPU')
     co.add_argument('--precision', choices=('fp32', 'int8', 'bf16', 'fp16'), default='fp32',
                     help='fp32 (default); int8 (CPU: int8 convolutions on PyTorch\'s kernels; vox-256 on a 2-core '
-                         'AMX Xeon 0.39 (FOMM) and 0.32 (TPSMM) of the reference demo\'s time; 48-82 dB PSNR against '
-                         'fp32; first run on new inputs +6-13 s to calibrate, then cached); bf16 (pays only with '
+                         'AMX Xeon 0.29 (FOMM) and 0.25 (TPSMM) of the reference demo\'s time; 48-83 dB PSNR against '
+                         'fp32; first run on new inputs +4-16 s to calibrate, then cached); bf16 (pays only with '
                          'avx512_bf16/AMX or on a GPU); fp16 (CUDA). Details: docstring, docs/cpu-inference.md')
     co.add_argument('--calibration_frames', type=int, default=None, metavar='N',
                     help='int8: driving frames used to calibrate (default 8)')
