@@ -451,6 +451,11 @@ class Int8Networks:
         self.networks: dict[str, nn.Module] | None = None
         self.timings: dict = {}
 
+    def observed_copies(self) -> dict[str, nn.Module]:
+        quiet_deprecations()
+        reduce_range = settings()['reduce_range']
+        return {name: observed_copy(self.models[name], reduce_range, self.keep_fp32) for name in self.names}
+
     def build(self, key: str, calibrate: Callable[[dict[str, nn.Module]], None]) -> None:
         from torch.ao.quantization import convert
 
@@ -459,16 +464,15 @@ class Int8Networks:
         recipe = settings()
         start = time.perf_counter()
         check_int8_kernels(recipe['engine'])
-        observed = {name: observed_copy(self.models[name], recipe['reduce_range'], self.keep_fp32)
-                    for name in self.names}
+        observed = self.observed_copies()
         path = os.path.join(cache_dir(), f'int8-ranges-{key}.pt')
         ranges = None
         if os.path.exists(path):
             try:
                 ranges = torch.load(path, map_location='cpu', weights_only=True)
                 load_ranges(observed, ranges)
-            except Exception:       # unreadable or stale: calibrate again and replace it
-                ranges = None
+            except Exception:       # unreadable or stale: calibrate fresh copies and replace it
+                ranges, observed = None, self.observed_copies()
         cached = ranges is not None
         if not cached:
             calibrate(observed)

@@ -103,6 +103,16 @@ def test_int8_is_batch_independent_and_stale_ranges_recalibrate(cache):
     fresh = Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=4)
     np.testing.assert_allclose(animate_all(fresh, source, driving, batch=1), one, atol=2e-5)
     assert not fresh.int8.timings['cached'] and len(torch.load(path, weights_only=True)) > 10
+    # A file whose first network fits and second does not: the fitting part, loaded before the
+    # misfit shows, must not leak into the new calibration (observers keep the widest range).
+    good = torch.load(path, weights_only=True)
+    stale = {k: v * 50 if k.startswith('dense_motion_network.') else v for k, v in good.items()
+             if not k.startswith('inpainting_network.')}
+    torch.save(stale, path)
+    again = Animator.from_files(*map(str, BUNDLED), precision='int8', calibration_frames=4)
+    np.testing.assert_allclose(animate_all(again, source, driving, batch=1), one, atol=2e-5)
+    redone = torch.load(path, weights_only=True)
+    assert redone.keys() == good.keys() and all(torch.equal(redone[k], good[k]) for k in good)
 
 
 @pytest.mark.skipif(not PARITY_DIR.is_dir(), reason=NO_PARITY)
