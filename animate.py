@@ -87,10 +87,11 @@ def store_convolutions_channels_last(model: torch.nn.Module, dtype: torch.dtype 
 
 
 def meta_models(config: dict) -> dict:
-    """The config's networks on the meta device (shapes only), in eval mode."""
+    """The config's animation networks on the meta device (shapes only), in eval mode. No
+    discriminator: its spectral norm's random start would import torch._dynamo (1.8 s) on meta."""
     from modules import build_models
     with torch.device('meta'):
-        models = build_models(config)
+        models = build_models(config, without=('discriminator',))
     return {k: m.eval() for k, m in models.items()}
 
 

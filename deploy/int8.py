@@ -265,6 +265,30 @@ class ChannelsLast(nn.Module):
         return x.contiguous(memory_format=torch.channels_last)
 
 
+def block_steps(block: SameBlock2d) -> list[nn.Module]:
+    """What a conv-norm-relu block (SameBlock2d, DownBlock2d, UpBlock2d) runs on uint8 maps: the
+    upsampling (UpBlock2d), the convolution, with its ReLU fused where the norm is folded
+    (Identity), and then a DownBlock2d's pooling. An unfolded norm and its ReLU stay outside."""
+    from torch.ao.nn.intrinsic import ConvReLU2d
+    folded = isinstance(block.norm, nn.Identity)
+    steps = [ConvReLU2d(block.conv, nn.ReLU()) if folded else block.conv]
+    if isinstance(block, UpBlock2d):
+        steps.insert(0, nn.Upsample(scale_factor=2, mode='nearest'))
+    if isinstance(block, DownBlock2d) and folded:
+        steps.append(nn.AvgPool2d(2))
+    return steps
+
+
+def residual_convs(block: ResBlock2d) -> list[nn.Module]:
+    """A BatchNorm ResBlock2d's two convolutions as uint8 steps, in place: norm2 folded into
+    conv1 with the ReLU fused, then conv2; the block's own conv2 and norm2 become Identity."""
+    from torch.ao.nn.intrinsic import ConvReLU2d
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    steps = [ConvReLU2d(fuse_conv_bn_eval(block.conv1, block.norm2), nn.ReLU()), block.conv2]
+    block.conv2, block.norm2 = nn.Identity(), nn.Identity()
+    return steps
+
+
 def quantized_decoder(model: nn.Module, config, keep_fp32: tuple[str, ...] = ()) -> None:
     """FOMM's generator, in place: its decoding runs on uint8 maps from the bottleneck's input
     to the final convolution's output. Block by block (`quantized_units`), each residual block
@@ -273,10 +297,9 @@ def quantized_decoder(model: nn.Module, config, keep_fp32: tuple[str, ...] = ())
     (vox-256, two threads). The residual stream is then uint8 too, as in torchvision's
     quantized ResNets. Only with BatchNorm everywhere (folded into the up blocks already) and no
     `keep_fp32` entry naming one of its convolutions; otherwise the blocks go one by one."""
-    from torch.ao.nn.intrinsic import BNReLU2d, ConvReLU2d
+    from torch.ao.nn.intrinsic import BNReLU2d
     from torch.ao.nn.quantized import FloatFunctional
     from torch.ao.quantization import QuantWrapper
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
     if not isinstance(model, FommGenerator):
         return
     convs = [f'bottleneck.{name}.conv{i}' for name in model.bottleneck._modules for i in (1, 2)]
@@ -289,12 +312,11 @@ def quantized_decoder(model: nn.Module, config, keep_fp32: tuple[str, ...] = ())
     steps = []
     for block in model.bottleneck:
         block.norm1 = BNReLU2d(block.norm1, nn.ReLU())
-        block.conv1 = nn.Sequential(ConvReLU2d(fuse_conv_bn_eval(block.conv1, block.norm2), nn.ReLU()), block.conv2)
-        block.conv2, block.norm2, block.skip = nn.Identity(), nn.Identity(), FloatFunctional()
+        block.conv1, block.skip = nn.Sequential(*residual_convs(block)), FloatFunctional()
         block.__class__ = QuantizedResidualStep
         steps.append(block)
     for block in model.up_blocks:
-        block.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), ConvReLU2d(block.conv, nn.ReLU()))
+        block.conv = nn.Sequential(*block_steps(block))
         block.__class__ = QuantizedUnit
         steps.append(block)
     model.chain = QuantWrapper(nn.Sequential(ChannelsLast(), *steps, model.final))
@@ -317,9 +339,7 @@ def quantized_units(model: nn.Module, config, keep_fp32: tuple[str, ...] = ()) -
     - ResBlock2d with BatchNorm: norm2 folds into conv1, and conv1 (with its ReLU) feeds conv2
       in uint8; norm1 and the ReLU before conv1 stay float32 (the residual input is unnormalised).
     Blocks whose convolution a `keep_fp32` entry names are left alone."""
-    from torch.ao.nn.intrinsic import ConvReLU2d
     from torch.ao.quantization import QuantWrapper
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     def wrap(*steps: nn.Module) -> nn.Module:
         wrapper = QuantWrapper(steps[0] if len(steps) == 1 else nn.Sequential(*steps))
@@ -332,22 +352,14 @@ def quantized_units(model: nn.Module, config, keep_fp32: tuple[str, ...] = ()) -
         if id(block) in wrapped:
             continue
         if isinstance(block, SameBlock2d) and not any(k in conv_path for k in keep_fp32):
-            folded = isinstance(block.norm, nn.Identity)
-            steps = [ConvReLU2d(block.conv, nn.ReLU()) if folded else block.conv]
-            if isinstance(block, UpBlock2d):
-                steps.insert(0, nn.Upsample(scale_factor=2, mode='nearest'))
-            if isinstance(block, DownBlock2d) and folded:
-                steps.append(nn.AvgPool2d(2))
-            block.conv = wrap(*steps)
-            if folded:
+            block.conv = wrap(*block_steps(block))
+            if isinstance(block.norm, nn.Identity):
                 block.__class__ = QuantizedUnit
             elif isinstance(block, UpBlock2d):
                 block.__class__ = SameBlock2d     # its forward without the upsampling: conv -> norm -> relu
         elif (isinstance(block, ResBlock2d) and isinstance(block.norm2, nn.BatchNorm2d)
               and not any(k in f'{path}.conv{i}' for k in keep_fp32 for i in (1, 2))):
-            conv1 = fuse_conv_bn_eval(block.conv1, block.norm2)
-            block.conv1 = wrap(ConvReLU2d(conv1, nn.ReLU()), block.conv2)
-            block.conv2, block.norm2 = nn.Identity(), nn.Identity()
+            block.conv1 = wrap(*residual_convs(block))
             block.__class__ = QuantizedResidual
 
 
